@@ -291,7 +291,13 @@ class RegistryProcess {
     const pgid = child.pid;
     // SIGTERM to the shell rather than EOF on stdin, so the registry gets a graceful stop.
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    const graceful = await Promise.race([this.#exited.then(() => true), sleep(STOP_GRACE_MS).then(() => false)]);
+    // The grace timer is cancelled once the process exits, or it alone would keep the test file alive.
+    const grace = new AbortController();
+    const graceful = await Promise.race([
+      this.#exited.then(() => true),
+      sleep(STOP_GRACE_MS, undefined, { signal: grace.signal }).then(() => false, () => true),
+    ]);
+    grace.abort();
     if (!graceful) {
       signalGroup(pgid, 'SIGKILL');
       await this.#exited;

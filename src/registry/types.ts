@@ -67,3 +67,34 @@ export interface ByteRange {
   readonly start: number;
   readonly end: number;
 }
+
+/** The repository part of a reference: what blob and upload requests need. An ImageReference is one. */
+export type RepositoryRef = Pick<ImageReference, 'registry' | 'repository'>;
+
+/**
+ * The parts of an image config (OCI image-spec `config.md`, Docker's `container.image.v1`) tocfs reads;
+ * other fields are kept as they are.
+ */
+export interface ImageConfig {
+  readonly architecture?: string;
+  readonly os?: string;
+  readonly variant?: string;
+  readonly config?: {
+    readonly User?: string;
+    readonly Env?: readonly string[];
+    readonly Entrypoint?: readonly string[] | null;
+    readonly Cmd?: readonly string[] | null;
+    readonly WorkingDir?: string;
+    readonly Labels?: Readonly<Record<string, string>> | null;
+    readonly [key: string]: unknown;
+  };
+  readonly rootfs?: { readonly type: string; readonly diff_ids: readonly string[] };
+  readonly [key: string]: unknown;
+}
+
+/** A config blob as fetched: the parsed document, its exact bytes, and its digest. */
+export interface FetchedConfig {
+  readonly document: ImageConfig;
+  readonly bytes: Uint8Array;
+  readonly digest: string;
+}

@@ -1,0 +1,184 @@
+/**
+ * The registry client: one per daemon or command, built once (dispatcher -> auth -> transport -> blob
+ * locator) and closed once. It knows nothing of caches (STYLE.md item 9): it returns bytes, verified
+ * where the registry API lets it verify them.
+ */
+import type { Readable } from 'node:stream';
+import { InvalidOptionError } from '../errors.js';
+import { Authenticator, type CredentialLookup } from './auth.js';
+import { BlobLocator } from './blob-location.js';
+import { streamBlob } from './blob-stream.js';
+import { blobSize, readRange, type BlobDeps } from './blobs.js';
+import { createDispatcher, type ProxyOptions, type RegistryDispatcher, type TimeoutOptions } from './dispatcher.js';
+import { fetchConfig, fetchManifest, resolveImage, type ManifestDeps, type ResolvedImage } from './manifests.js';
+import { hostPlatform } from './platform.js';
+import { isLoopbackRegistry } from './reference.js';
+import { blobExists, pushBlob, putManifest } from './push.js';
+import { retryPolicy, type RetryOptions } from './retry.js';
+import { ClientFigures, type RegistryStats } from './stats.js';
+import { Transport } from './transport.js';
+import type {
+  ByteRange,
+  Descriptor,
+  FetchedConfig,
+  FetchedManifest,
+  ImageManifest,
+  ImageReference,
+  Platform,
+  RepositoryRef,
+} from './types.js';
+
+export type { ResolvedImage } from './manifests.js';
+export type { RegistryStats } from './stats.js';
+export type { CredentialLookup } from './auth.js';
+
+export interface RegistryClientOptions {
+  /** Where credentials come from (a docker config's CredentialStore). None: anonymous only. */
+  readonly credentials?: CredentialLookup;
+  /** `host[:port]` registries allowed plain HTTP and unverified TLS (--insecure-registry). */
+  readonly insecureRegistries?: readonly string[];
+  /** Extra trusted CA certificates, PEM. */
+  readonly ca?: readonly string[];
+  /** Platform picked from indexes when `resolve` is not given one. Default: the host's. */
+  readonly platform?: Platform;
+  readonly retry?: RetryOptions;
+  readonly timeouts?: TimeoutOptions;
+  /** Overrides HTTP_PROXY / HTTPS_PROXY / NO_PROXY. */
+  readonly proxy?: ProxyOptions;
+  readonly userAgent?: string;
+  /** Largest image config accepted. Default 8 MiB. */
+  readonly maxConfigBytes?: number;
+}
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+const DEFAULT_USER_AGENT = 'tocfs/0.1';
+const DEFAULT_MAX_CONFIG_BYTES = 8 * 1024 * 1024;
+
+export class RegistryClient {
+  #figures = new ClientFigures();
+  #dispatcher: RegistryDispatcher;
+  #platform: Platform;
+  #blobs: BlobDeps;
+  #manifests: ManifestDeps;
+  #closed: Promise<void> | undefined;
+
+  constructor(opts: RegistryClientOptions = {}) {
+    const policy = retryPolicy(opts.retry);
+    const userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
+    const maxConfigBytes = opts.maxConfigBytes ?? DEFAULT_MAX_CONFIG_BYTES;
+    if (!Number.isSafeInteger(maxConfigBytes) || maxConfigBytes <= 0) {
+      throw new InvalidOptionError('maxConfigBytes', 'must be a positive integer');
+    }
+    if (/[\r\n]/.test(userAgent)) throw new InvalidOptionError('userAgent', 'must be one line');
+    const figures = this.#figures;
+    this.#dispatcher = createDispatcher({
+      figures,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}),
+      ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
+      ...(opts.proxy ? { proxy: opts.proxy } : {}),
+    });
+    const { dispatcher, isInsecure } = this.#dispatcher;
+    // Loopback and --insecure-registry hosts: plain HTTP allowed, and credentials may travel over it.
+    const trustsPlainHttp = (hostPort: string): boolean => isLoopbackRegistry(hostPort) || isInsecure(hostPort);
+    const auth = new Authenticator({
+      dispatcher,
+      credentials: opts.credentials,
+      trustsPlainHttp,
+      userAgent,
+      onTokenFetch: () => figures.tokenFetches++,
+    });
+    const transport = new Transport({ dispatcher, auth, trustsPlainHttp, userAgent });
+    const locator = new BlobLocator({ transport, onResolve: () => figures.blobResolutions++ });
+    this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
+    this.#manifests = { blobs: this.#blobs, maxConfigBytes };
+    this.#platform = opts.platform ?? hostPlatform();
+  }
+
+  /**
+   * Resolves a reference to the manifest for `platform` (default: the client's), through an index when
+   * the reference names one. NOT_FOUND, UNAUTHORIZED, DENIED, NO_PLATFORM, BAD_DATA (digest) or FORMAT.
+   */
+  resolve(ref: ImageReference, platform?: Platform, opts: CallOptions = {}): Promise<ResolvedImage> {
+    return resolveImage(this.#manifests, ref, platform ?? this.#platform, opts.signal);
+  }
+
+  /** One manifest or index by tag or digest, verified; no platform selection. */
+  getManifest(repo: RepositoryRef, reference: string, opts: CallOptions = {}): Promise<FetchedManifest> {
+    return fetchManifest(this.#manifests, repo, reference, opts.signal);
+  }
+
+  /** The image config, verified against the manifest's config descriptor and parsed. */
+  getConfig(
+    repo: RepositoryRef,
+    manifest: ImageManifest | FetchedManifest<ImageManifest>,
+    opts: CallOptions = {},
+  ): Promise<FetchedConfig> {
+    const doc = 'document' in manifest ? manifest.document : manifest;
+    return fetchConfig(this.#manifests, repo, doc, opts.signal);
+  }
+
+  /** A blob's size: HEAD, or a 1-byte range GET where HEAD is refused. */
+  blobSize(repo: RepositoryRef, digest: string, opts: CallOptions = {}): Promise<number> {
+    return blobSize(this.#blobs, repo, digest, opts.signal);
+  }
+
+  /**
+   * Bytes [start, end) of a blob, exactly, or an error: the one range-read function. Not verified (a
+   * range has no digest of its own); callers verify what they decode.
+   */
+  readRange(repo: RepositoryRef, blob: Descriptor | string, range: ByteRange, opts: CallOptions = {}): Promise<Uint8Array> {
+    return readRange(this.#blobs, repo, blob, range, opts.signal);
+  }
+
+  /**
+   * The whole blob as a stream, checked against the descriptor's digest and size. Trust nothing read
+   * before the iteration ends without error: a wrong blob is only known at the end (DigestMismatchError).
+   */
+  streamBlob(repo: RepositoryRef, blob: Descriptor, opts: CallOptions = {}): AsyncIterable<Uint8Array> {
+    return streamBlob(this.#blobs, repo, blob, opts.signal);
+  }
+
+  blobExists(repo: RepositoryRef, digest: string, opts: CallOptions = {}): Promise<boolean> {
+    return blobExists(this.#blobs, repo, digest, opts.signal);
+  }
+
+  /** Uploads a blob unless present; `source` is bytes or a factory of fresh streams (one per attempt). */
+  pushBlob(
+    repo: RepositoryRef,
+    digest: string,
+    source: Uint8Array | (() => Readable),
+    size: number,
+    opts: CallOptions = {},
+  ): Promise<void> {
+    return pushBlob(this.#blobs, repo, digest, source, size, opts.signal);
+  }
+
+  /** PUTs a manifest under `reference` (a tag or its digest); returns its digest. */
+  putManifest(
+    repo: RepositoryRef,
+    reference: string,
+    mediaType: string,
+    bytes: Uint8Array,
+    opts: CallOptions = {},
+  ): Promise<string> {
+    return putManifest(this.#blobs, repo, reference, mediaType, bytes, opts.signal);
+  }
+
+  stats(): RegistryStats {
+    return this.#figures.snapshot();
+  }
+
+  /** Waits for requests in flight, then closes every connection. Idempotent. */
+  close(): Promise<void> {
+    this.#closed ??= this.#dispatcher.close();
+    return this.#closed;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,101 @@
+// HTTP_PROXY / NO_PROXY (DESIGN.md §1.1: worker nodes reach registries through site caches), with a
+// tiny forward proxy on loopback that counts what it forwards.
+import t, { type Test } from 'tap';
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { blobOf, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
+
+const REPO = 'team/app';
+const blob = blobOf(3000);
+const desc = { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
+const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
+
+/** Sets proxy variables for this test only (tap runs each file in its own process). */
+function proxyEnv(t: Test, vars: Record<string, string>): void {
+  const saved = new Map(PROXY_VARS.map((k) => [k, process.env[k]]));
+  for (const k of PROXY_VARS) delete process.env[k];
+  Object.assign(process.env, vars);
+  t.teardown(() => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  });
+}
+
+interface ForwardProxy {
+  url: string;
+  /** Absolute-form request URLs forwarded. */
+  forwarded: string[];
+  /** CONNECT targets asked for (refused: this proxy does not tunnel). */
+  tunnels: string[];
+}
+
+async function startForwardProxy(t: Test): Promise<ForwardProxy> {
+  const forwarded: string[] = [];
+  const tunnels: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = http.createServer((req, res) => {
+    forwarded.push(req.url ?? '');
+    const target = new URL(req.url ?? '');
+    const upstream = http.request(
+      target,
+      { method: req.method, headers: { ...req.headers, host: target.host } },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connect', (req: http.IncomingMessage, socket: Socket) => {
+    tunnels.push(req.url ?? '');
+    socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(async () => {
+    const closed = once(server, 'close');
+    server.close();
+    for (const s of sockets) s.destroy();
+    await closed;
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forwarded, tunnels };
+}
+
+t.test('HTTP_PROXY is honoured', async (t) => {
+  const registry = await startFake(t, (req, res) => pingOk(req, res) || serveBlob(req, res, blob));
+  const proxy = await startForwardProxy(t);
+  proxyEnv(t, { HTTP_PROXY: proxy.url });
+  const client = testClient(t);
+  const got = await client.readRange({ registry: registry.host, repository: REPO }, desc, { start: 5, end: 50 });
+  t.same(Buffer.from(got), blob.subarray(5, 50));
+  t.ok(proxy.forwarded.includes(`http://${registry.host}/v2/${REPO}/blobs/${desc.digest}`), 'blob requests went through the proxy');
+  t.equal(proxy.forwarded.length, registry.requests.length, 'every registry request came through the proxy');
+});
+
+t.test('NO_PROXY is honoured', async (t) => {
+  const registry = await startFake(t, (req, res) => pingOk(req, res) || serveBlob(req, res, blob));
+  const proxy = await startForwardProxy(t);
+  proxyEnv(t, { HTTP_PROXY: proxy.url, NO_PROXY: 'localhost,127.0.0.1' });
+  const client = testClient(t);
+  const got = await client.readRange({ registry: registry.host, repository: REPO }, desc, { start: 0, end: 3000 });
+  t.same(Buffer.from(got), blob);
+  t.same(proxy.forwarded, []);
+  t.same(proxy.tunnels, []);
+});
+
+t.test('the proxy option overrides the environment', async (t) => {
+  const registry = await startFake(t, (req, res) => pingOk(req, res) || serveBlob(req, res, blob));
+  const proxy = await startForwardProxy(t);
+  proxyEnv(t, {});
+  const client = testClient(t, { proxy: { httpProxy: proxy.url } });
+  await client.blobSize({ registry: registry.host, repository: REPO }, desc.digest);
+  t.ok(proxy.forwarded.length > 0);
+});

@@ -1,0 +1,61 @@
+import { isTocfsError } from '../errors.js';
+import { runLs } from './ls.js';
+import { UsageError } from './usage.js';
+
+const USAGE = `usage: tocfs <command> [options]
+
+commands:
+  ls REF [--layers]      list an image's files layer by layer, or (--layers) its layers
+                         (digest, media type, size)
+
+registry options (every command):
+  --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)
+  --insecure-registry HOST[:PORT] plain HTTP or unverified TLS for that registry (repeatable);
+                                  loopback registries are plain HTTP by default
+Credentials come from $DOCKER_CONFIG/config.json or ~/.docker/config.json; HTTP(S)_PROXY and NO_PROXY
+are honoured.`;
+
+type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<void>;
+
+export interface CliIo {
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+}
+
+const commands: Record<string, Command> = {
+  ls: runLs,
+};
+
+/** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */
+export async function main(argv: string[], io: CliIo = process): Promise<number> {
+  const { stdout: out, stderr } = io;
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    out.write(`${USAGE}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    stderr.write(`tocfs: unknown command ${JSON.stringify(name)}\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    await command(rest, out);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError) {
+      stderr.write(`tocfs ${name}: ${err.message}\n`);
+      return 2;
+    }
+    // TocfsErrors carry messages written for users; anything else is a bug, so show its stack.
+    const text = isTocfsError(err) ? `${err.message}${causeSuffix(err)}` : (err as Error)?.stack ?? String(err);
+    stderr.write(`tocfs ${name}: ${text}\n`);
+    return 1;
+  }
+}
+
+function causeSuffix(err: Error): string {
+  const cause = err.cause;
+  if (cause instanceof Error && !err.message.includes(cause.message)) return ` (${cause.message})`;
+  return '';
+}

@@ -1,0 +1,152 @@
+/**
+ * eStargz (51-byte footer) and legacy CRFS stargz (47-byte footer) as `TocCodec`s, the gzip span
+ * decompressor they share, and `detectTocCodec`. Bytes in, values out: the fetch choreography around
+ * them lives in src/layers (STYLE.md item 1).
+ */
+import { createHash } from 'node:crypto';
+import { createGunzip, gunzip, type InputType, type ZlibOptions } from 'node:zlib';
+import { FormatError, InvalidOptionError, TocfsError } from '../../errors.js';
+import { resolveTocLimits } from '../toc-fields.js';
+import { indexToc } from '../toc-index.js';
+import { parseTocJson } from '../toc-json.js';
+import type { DecodedToc, TocCodec, TocFormat, TocLimits, TocLocation } from '../toc.js';
+import { ESTARGZ_FOOTER_LENGTH, LEGACY_FOOTER_LENGTH, parseEstargzFooter, parseLegacyFooter, type ParsedFooter } from './footer.js';
+import { tocJsonFromTar } from './toc-tar.js';
+
+/** Room for the tar header, PAX records, padding and end-of-archive blocks around the JSON. */
+const TAR_OVERHEAD = 64 << 10;
+
+function gunzipBounded(input: InputType, options: ZlibOptions & { maxOutputLength: number }): Promise<Buffer> {
+  return new Promise((resolve, reject) => gunzip(input, options, (err, out) => (err ? reject(err) : resolve(out))));
+}
+
+function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/**
+ * Inflates the gzip member(s) of one span and returns its first `maxOutputBytes` bytes (all of them when
+ * the span holds fewer). Inflation stops at the bound, so a hostile span can never make us allocate
+ * more (decompression-bomb guard). A bound is a prefix, not an error, because an eStargz span holds more
+ * than its chunk: the tar padding and the next entries' headers share the member, and several packed
+ * chunks share one member (`innerOffset`). Callers pass `innerOffset + size` and slice.
+ * Bytes that do not inflate are BAD_DATA: the TOC that named the span was verified, so the span's bytes
+ * are what is wrong, and a fresh fetch may cure it.
+ */
+export function decompressGzipSpan(span: Uint8Array, maxOutputBytes: number): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(maxOutputBytes) || maxOutputBytes < 0) {
+    return Promise.reject(new InvalidOptionError('maxOutputBytes', `${maxOutputBytes} is not a non-negative safe integer`));
+  }
+  if (maxOutputBytes === 0) return Promise.resolve(new Uint8Array(0));
+  return new Promise((resolve, reject) => {
+    const inflater = createGunzip({ chunkSize: Math.max(64, Math.min(maxOutputBytes, 64 << 10)) });
+    const parts: Buffer[] = [];
+    let total = 0;
+    let settled = false;
+    const finish = (): void => {
+      settled = true;
+      const all = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+      resolve(all.length > maxOutputBytes ? all.subarray(0, maxOutputBytes) : all);
+    };
+    inflater.on('data', (part: Buffer) => {
+      if (settled) return;
+      parts.push(part);
+      total += part.length;
+      if (total >= maxOutputBytes) {
+        finish();
+        inflater.destroy();
+      }
+    });
+    inflater.on('end', () => {
+      if (!settled) finish();
+    });
+    inflater.on('error', (err: Error) => {
+      if (settled) return;
+      settled = true;
+      reject(new TocfsError('BAD_DATA', `gzip span of ${span.length} bytes does not inflate: ${err.message}`, { cause: err }));
+    });
+    inflater.end(span);
+  });
+}
+
+class GzipTocCodec implements TocCodec {
+  readonly format: TocFormat;
+  readonly footerLength: number;
+  readonly #parse: (tail: Uint8Array, blobSize: number) => ParsedFooter;
+
+  constructor(format: TocFormat, footerLength: number, parse: (tail: Uint8Array, blobSize: number) => ParsedFooter) {
+    this.format = format;
+    this.footerLength = footerLength;
+    this.#parse = parse;
+  }
+
+  parseFooter(tail: Uint8Array, blobSize: number): TocLocation {
+    const { tocOffset, footerLength } = this.#parse(tail, blobSize);
+    return { format: this.format, tocOffset, tocLength: blobSize - footerLength - tocOffset, footerLength };
+  }
+
+  async decodeToc(tocBytes: Uint8Array, location: TocLocation, limits?: Partial<TocLimits>): Promise<DecodedToc> {
+    const lim = resolveTocLimits(limits);
+    if (location.tocLength !== undefined && tocBytes.length !== location.tocLength) {
+      throw new FormatError(`TOC is ${tocBytes.length} bytes, the footer says ${location.tocLength}`);
+    }
+    if (tocBytes.length > lim.maxTocBytes) throw new FormatError(`TOC of ${tocBytes.length} bytes is above maxTocBytes ${lim.maxTocBytes}`);
+    let tar: Buffer;
+    try {
+      // Several members inflate as one stream; the reference writes one.
+      tar = await gunzipBounded(tocBytes, { maxOutputLength: lim.maxTocBytes + TAR_OVERHEAD });
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' ? `inflates beyond maxTocBytes ${lim.maxTocBytes}` : `is not gzip: ${(err as Error).message}`;
+      throw new FormatError(`TOC at ${location.tocOffset} ${reason}`, { cause: err });
+    }
+    const json = tocJsonFromTar(tar);
+    const raw = parseTocJson(json, lim.maxEntries);
+    const index = indexToc(raw, { format: this.format, tocOffset: location.tocOffset, limits: lim });
+    return { index, tocDigest: sha256(json), compressedTocDigest: sha256(tocBytes) };
+  }
+
+  decompressSpan(span: Uint8Array, maxOutputBytes: number): Promise<Uint8Array> {
+    return decompressGzipSpan(span, maxOutputBytes);
+  }
+}
+
+/** eStargz as written by stargz-snapshotter, nerdctl, buildkit and `tocfs convert`. */
+export const estargzCodec: TocCodec = Object.freeze(new GzipTocCodec('estargz-gzip', ESTARGZ_FOOTER_LENGTH, parseEstargzFooter));
+
+/** The original CRFS stargz; same TOC, shorter footer. */
+export const legacyStargzCodec: TocCodec = Object.freeze(new GzipTocCodec('stargz-legacy', LEGACY_FOOTER_LENGTH, parseLegacyFooter));
+
+/** Every codec detectTocCodec tries, most specific first. zstd codecs join this list when they exist. */
+export const TOC_CODECS: readonly TocCodec[] = Object.freeze([estargzCodec, legacyStargzCodec]);
+
+/** How many tail bytes a caller fetches so that every codec can look at its footer. */
+export const MAX_FOOTER_LENGTH = Math.max(...TOC_CODECS.map((c) => c.footerLength));
+
+export interface DetectOptions {
+  /** Named in the error, e.g. `sha256:…`. */
+  readonly layer?: string;
+  readonly codecs?: readonly TocCodec[];
+}
+
+/**
+ * Tries every codec on the blob's tail and keeps every reason (STYLE.md item 3, stargz estargz.go
+ * `parseFooter`). `tail` is the blob's last min(blobSize, MAX_FOOTER_LENGTH) bytes or more.
+ * Throws a FormatError whose cause is an AggregateError of each codec's refusal.
+ */
+export function detectTocCodec(tail: Uint8Array, blobSize: number, opts: DetectOptions = {}): { codec: TocCodec; location: TocLocation } {
+  const reasons: Error[] = [];
+  for (const codec of opts.codecs ?? TOC_CODECS) {
+    if (tail.length < codec.footerLength) {
+      reasons.push(new FormatError(`${codec.format}: the tail has ${tail.length} bytes, the footer needs ${codec.footerLength}`));
+      continue;
+    }
+    try {
+      return { codec, location: codec.parseFooter(tail.subarray(tail.length - codec.footerLength), blobSize) };
+    } catch (err) {
+      if (!(err instanceof TocfsError)) throw err;
+      reasons.push(err);
+    }
+  }
+  const message = `layer ${opts.layer ?? '(unnamed)'} has no TOC footer tocfs understands`;
+  throw new FormatError(message, { cause: new AggregateError(reasons, message) });
+}

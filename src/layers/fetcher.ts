@@ -1,0 +1,402 @@
+/**
+ * The fetch policy of DESIGN.md §2, and the only module that knows both the caches and the sources
+ * (STYLE.md item 9). For each chunk asked for:
+ *
+ *   memory LRU -> single-flight (by chunk digest) -> disk store -> ONE range read of the merged compressed
+ *   spans of every missing chunk -> decompress each span (async zlib/zstd, off the JS thread) -> slice ->
+ *   verify sha256 -> fill memory and disk -> return.
+ *
+ * Nothing is returned or cached before it verifies. Bytes that fail (digest mismatch, undecodable span,
+ * short read) are fetched once more from the source, bypassing every cache and in-flight read, because
+ * the fault may be transient (a flaky proxy); a second failure is a BAD_DATA error naming the layer, the
+ * file and the chunk. Source errors (network, HTTP) are not retried here: the registry client already
+ * retries what is worth it.
+ *
+ * Single-flight (STYLE.md item 10): `#units` by verified-unit digest and `#spans` by (blob, region) for
+ * decompressed spans. An entry is deleted when it settles, success or failure, so no failure is memoised.
+ */
+import { createHash } from 'node:crypto';
+import { DigestMismatchError, InvalidOptionError, TocfsError } from '../errors.js';
+import type { TocCodec } from '../formats/toc.js';
+import type { ChunkStore } from './chunk-store.js';
+import { cacheErrorChannel, fetchRangeChannel, publish, verifyFailChannel } from './events.js';
+import { abortable, deferred, type Deferred } from './deferred.js';
+import {
+  BadBytes,
+  describeUnit,
+  finalError,
+  mergeSpans,
+  planRef,
+  spanKey,
+  unitChunks,
+  type ChunkRef,
+  type Span,
+  type Unit,
+} from './fetch-plan.js';
+import type { RangeSource } from './range-source.js';
+
+export type { ChunkRef } from './fetch-plan.js';
+
+/** The figures of DESIGN.md §1.4 that the fetcher moves; kept per fetcher and, optionally, per layer. */
+export interface FetchFigures {
+  /** Range requests sent to sources, and their compressed bytes. */
+  requests: number;
+  bytesFetched: number;
+  /** Uncompressed bytes served from the memory LRU and from the disk store. */
+  bytesFromMemory: number;
+  bytesFromDisk: number;
+}
+
+export interface FetcherStats extends FetchFigures {
+  readonly unitsVerified: number;
+  readonly verifyFailures: number;
+  /** Units fetched a second time after a failed verification. */
+  readonly retries: number;
+  /** Reads that joined a fetch already under way instead of starting one. */
+  readonly joins: number;
+}
+
+/** What the fetcher needs of a layer. */
+export interface ChunkLayer {
+  /** The layer blob's digest, for messages and events. */
+  readonly digest: string;
+  readonly source: RangeSource;
+  readonly codec: Pick<TocCodec, 'decompressSpan'>;
+  /** Incremented along with the fetcher's own figures. */
+  readonly figures?: FetchFigures;
+}
+
+export interface FetcherOptions {
+  readonly memory: ChunkStore;
+  readonly disk?: ChunkStore;
+  /** Missing spans separated by at most this many bytes share one request. Default 64 KiB. */
+  readonly mergeGapBytes?: number;
+  /** A merged request grows no larger than this. Default 16 MiB. */
+  readonly maxRequestBytes?: number;
+  /** Largest file read whole when its chunks carry no digest of their own. Default 64 MiB. */
+  readonly maxWholeFileBytes?: number;
+  /** Decompression-bomb guard: largest decompressed span. Default 80 MiB (64 MiB chunk + headers). */
+  readonly maxSpanOutputBytes?: number;
+}
+
+export interface GetChunksOptions {
+  /** Merge every missing span into one request whatever the holes (prefetch of a known region). */
+  readonly oneRequest?: boolean;
+}
+
+interface Pending {
+  readonly unit: Unit;
+  readonly d: Deferred<Uint8Array>;
+  error?: unknown;
+}
+
+const DEFAULTS = {
+  mergeGapBytes: 64 << 10,
+  maxRequestBytes: 16 << 20,
+  maxWholeFileBytes: 64 << 20,
+  maxSpanOutputBytes: 80 << 20,
+};
+
+function positive(name: string, value: number): number {
+  if (!(value > 0) || (Number.isFinite(value) && !Number.isSafeInteger(value))) {
+    throw new InvalidOptionError(name, 'must be a positive integer');
+  }
+  return value;
+}
+
+export class ChunkFetcher {
+  readonly #memory: ChunkStore;
+  readonly #disk: ChunkStore | undefined;
+  readonly #gap: number;
+  readonly #maxRequest: number;
+  readonly #maxWholeFile: number;
+  readonly #maxSpanOutput: number;
+  readonly #units = new Map<string, Promise<Uint8Array>>();
+  readonly #spans = new Map<string, Promise<Uint8Array>>();
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #closing = new AbortController();
+  #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0 };
+
+  constructor(opts: FetcherOptions) {
+    this.#memory = opts.memory;
+    this.#disk = opts.disk;
+    this.#gap = opts.mergeGapBytes ?? DEFAULTS.mergeGapBytes;
+    if (!Number.isSafeInteger(this.#gap) || this.#gap < 0) throw new InvalidOptionError('mergeGapBytes', 'must be an integer >= 0');
+    this.#maxRequest = positive('maxRequestBytes', opts.maxRequestBytes ?? DEFAULTS.maxRequestBytes);
+    this.#maxWholeFile = positive('maxWholeFileBytes', opts.maxWholeFileBytes ?? DEFAULTS.maxWholeFileBytes);
+    this.#maxSpanOutput = positive('maxSpanOutputBytes', opts.maxSpanOutputBytes ?? DEFAULTS.maxSpanOutputBytes);
+  }
+
+  /**
+   * The verified uncompressed bytes of each chunk, in order. The arrays may be views of cached
+   * buffers: callers must not mutate them. `signal` only stops this caller's wait; a fetch other readers
+   * joined goes on.
+   */
+  async getChunks(layer: ChunkLayer, refs: readonly ChunkRef[], signal?: AbortSignal, opts: GetChunksOptions = {}): Promise<Uint8Array[]> {
+    if (signal?.aborted) throw new TocfsError('ABORTED', 'chunk read aborted', { cause: signal.reason });
+    const plans = refs.map((ref) => planRef(layer.digest, ref, this.#maxWholeFile));
+    const units = new Map<string, Unit>();
+    for (const p of plans) if ('unit' in p && !units.has(p.unit.key)) units.set(p.unit.key, p.unit);
+    const list = [...units.values()];
+    const hits = await Promise.all(list.map((u) => this.#memory.get(u.key)));
+
+    // From here to the end of the loop nothing awaits: a unit is either in memory, joined, or ours.
+    const waits = new Map<string, Promise<Uint8Array>>();
+    const mine: Pending[] = [];
+    list.forEach((unit, i) => {
+      const hit = hits[i];
+      if (hit !== undefined && hit.byteLength === unit.size) {
+        this.#count(layer, 'bytesFromMemory', unit.size);
+        waits.set(unit.key, Promise.resolve(hit));
+        return;
+      }
+      const flying = this.#units.get(unit.key);
+      if (flying) {
+        this.#figures.joins++;
+        waits.set(unit.key, flying);
+        return;
+      }
+      const d = deferred<Uint8Array>();
+      this.#units.set(unit.key, d.promise);
+      mine.push({ unit, d });
+      waits.set(unit.key, d.promise);
+    });
+    if (mine.length > 0) this.#track(this.#fill(layer, mine, opts));
+
+    const keys = [...waits.keys()];
+    const values = await abortable(Promise.all(waits.values()), signal, 'chunk read');
+    const byKey = new Map(keys.map((k, i) => [k, values[i]!]));
+    return plans.map((p) => ('zeros' in p ? new Uint8Array(p.zeros) : byKey.get(p.unit.key)!.subarray(p.offset, p.offset + p.size)));
+  }
+
+  stats(): FetcherStats {
+    return { ...this.#figures };
+  }
+
+  /** Stops source reads under way and waits for cache writes. The stores belong to the caller. */
+  async close(): Promise<void> {
+    this.#closing.abort(new TocfsError('ABORTED', 'chunk fetcher closed'));
+    while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+  }
+
+  #count(layer: ChunkLayer, what: keyof FetchFigures, n: number): void {
+    this.#figures[what] += n;
+    if (layer.figures) layer.figures[what] += n;
+  }
+
+  #track(p: Promise<unknown>): void {
+    const tracked = p.catch(() => {}).finally(() => this.#background.delete(tracked));
+    this.#background.add(tracked);
+  }
+
+  #settle(p: Pending, bytes: Uint8Array | undefined, err?: unknown): void {
+    if (this.#units.get(p.unit.key) === p.d.promise) this.#units.delete(p.unit.key);
+    if (bytes !== undefined) p.d.resolve(bytes);
+    else p.d.reject(err);
+  }
+
+  async #fill(layer: ChunkLayer, mine: Pending[], opts: GetChunksOptions): Promise<void> {
+    let todo = mine;
+    try {
+      // Again: a fetch that settled between the caller's memory miss and its registration left it there.
+      todo = await this.#fromStore(layer, this.#memory, todo);
+      if (this.#disk) todo = await this.#fromStore(layer, this.#disk, todo);
+      if (todo.length === 0) return;
+      let failed = await this.#fetchUnits(layer, todo, 1, opts);
+      if (failed.length > 0) {
+        this.#figures.retries += failed.length;
+        failed = await this.#fetchUnits(layer, failed, 2, opts);
+      }
+      for (const p of failed) this.#settle(p, undefined, finalError(layer.digest, p.unit, p.error));
+    } catch (err) {
+      for (const p of todo) this.#settle(p, undefined, err); // settling twice is a no-op
+    }
+  }
+
+  /** Settles what `store` has (copying disk hits to memory); returns the rest. */
+  async #fromStore(layer: ChunkLayer, store: ChunkStore, todo: Pending[]): Promise<Pending[]> {
+    const found = await Promise.all(
+      todo.map((p) =>
+        store.get(p.unit.key).catch((error: unknown) => {
+          publish(cacheErrorChannel, { store: store === this.#memory ? 'memory' : 'chunks', op: 'read', digest: p.unit.key, error });
+          return undefined;
+        }),
+      ),
+    );
+    const rest: Pending[] = [];
+    for (const [i, p] of todo.entries()) {
+      const bytes = found[i];
+      if (bytes === undefined || bytes.byteLength !== p.unit.size) {
+        rest.push(p);
+        continue;
+      }
+      if (store === this.#memory) {
+        this.#count(layer, 'bytesFromMemory', bytes.byteLength);
+      } else {
+        this.#count(layer, 'bytesFromDisk', bytes.byteLength);
+        await this.#put(this.#memory, p.unit, bytes);
+      }
+      this.#settle(p, bytes);
+    }
+    return rest;
+  }
+
+  /**
+   * Fetches, decodes and verifies units; settles the good ones and those with a source error, and
+   * returns those whose bytes were bad (each with its `error`).
+   */
+  async #fetchUnits(layer: ChunkLayer, pendings: Pending[], attempt: 1 | 2, opts: GetChunksOptions): Promise<Pending[]> {
+    const spans = new Map<string, Promise<Uint8Array>>();
+    const needs = new Map<string, { span: Span; need: number }>();
+    for (const p of pendings) {
+      for (const c of unitChunks(p.unit)) {
+        if (c.zeros) continue;
+        const span = { start: c.compressedOffset, end: c.compressedEnd };
+        const key = spanKey(layer.digest, span);
+        const n = needs.get(key);
+        needs.set(key, { span, need: Math.max(n?.need ?? 0, c.innerOffset + c.size) });
+      }
+    }
+    const toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[] = [];
+    for (const [key, { span }] of needs) {
+      // A retry joins nothing: the bytes it replaces may have come from the very read under way.
+      const flying = attempt === 1 ? this.#spans.get(key) : undefined;
+      if (flying) {
+        spans.set(key, flying);
+        continue;
+      }
+      const d = deferred<Uint8Array>();
+      if (attempt === 1) this.#spans.set(key, d.promise);
+      spans.set(key, d.promise);
+      toFetch.push({ key, span, d });
+    }
+    const maxOut = (key: string): number => Math.max(needs.get(key)!.need, this.#maxSpanOutput);
+    this.#readSpans(layer, toFetch, maxOut, opts);
+
+    const failed: Pending[] = [];
+    await Promise.all(
+      pendings.map(async (p) => {
+        const result = await this.#assemble(layer, p.unit, spans);
+        if (result instanceof Uint8Array) {
+          this.#figures.unitsVerified++;
+          await this.#store(p.unit, result);
+          this.#settle(p, result);
+        } else if (result.retry) {
+          this.#figures.verifyFailures++;
+          const { unit } = p;
+          publish(verifyFailChannel, {
+            layer: layer.digest,
+            path: unit.entry.path,
+            chunk: unit.first,
+            fileOffset: unit.entry.chunks[unit.first]?.fileOffset ?? 0,
+            expected: unit.key,
+            ...(result.error instanceof DigestMismatchError ? { actual: result.error.actual } : { error: result.error }),
+            attempt,
+          });
+          p.error = result.error;
+          failed.push(p);
+        } else {
+          this.#settle(p, undefined, result.error);
+        }
+      }),
+    );
+    return failed;
+  }
+
+  /** Starts the merged range reads; each span's deferred settles with its decompressed bytes. */
+  #readSpans(
+    layer: ChunkLayer,
+    toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[],
+    maxOut: (key: string) => number,
+    opts: GetChunksOptions,
+  ): void {
+    if (toFetch.length === 0) return;
+    const byStart = new Map(toFetch.map((f) => [`${f.span.start}-${f.span.end}`, f]));
+    const requests = opts.oneRequest
+      ? mergeSpans(toFetch.map((f) => f.span), Infinity, Infinity)
+      : mergeSpans(toFetch.map((f) => f.span), this.#gap, this.#maxRequest);
+    const settle = (f: { key: string; d: Deferred<Uint8Array> }, bytes: Uint8Array | undefined, err?: unknown): void => {
+      if (this.#spans.get(f.key) === f.d.promise) this.#spans.delete(f.key);
+      if (bytes !== undefined) f.d.resolve(bytes);
+      else f.d.reject(err);
+    };
+    for (const req of requests) {
+      const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!);
+      void (async () => {
+        let bytes: Uint8Array;
+        try {
+          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal);
+        } catch (err) {
+          for (const f of members) settle(f, undefined, err);
+          return;
+        }
+        this.#count(layer, 'requests', 1);
+        this.#count(layer, 'bytesFetched', bytes.byteLength);
+        publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length });
+        if (bytes.byteLength !== req.end - req.start) {
+          const err = new BadBytes(`source answered ${bytes.byteLength} bytes for [${req.start}, ${req.end})`);
+          for (const f of members) settle(f, undefined, err);
+          return;
+        }
+        await Promise.all(
+          members.map(async (f) => {
+            const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
+            try {
+              settle(f, await layer.codec.decompressSpan(compressed, maxOut(f.key)));
+            } catch (err) {
+              settle(f, undefined, new BadBytes(`blob bytes [${f.span.start}, ${f.span.end}) do not decompress`, { cause: err }));
+            }
+          }),
+        );
+      })();
+    }
+  }
+
+  /** The unit's verified bytes, or why not (and whether another fetch may help). */
+  async #assemble(
+    layer: ChunkLayer,
+    unit: Unit,
+    spans: Map<string, Promise<Uint8Array>>,
+  ): Promise<Uint8Array | { retry: boolean; error: unknown }> {
+    const pieces: Uint8Array[] = [];
+    for (const c of unitChunks(unit)) {
+      if (c.zeros) {
+        pieces.push(new Uint8Array(c.size));
+        continue;
+      }
+      let span: Uint8Array;
+      try {
+        span = await spans.get(spanKey(layer.digest, { start: c.compressedOffset, end: c.compressedEnd }))!;
+      } catch (err) {
+        return { retry: err instanceof BadBytes, error: err };
+      }
+      if (c.innerOffset + c.size > span.byteLength) {
+        const msg = `blob bytes [${c.compressedOffset}, ${c.compressedEnd}) decompress to ${span.byteLength} bytes, chunk needs ${c.innerOffset + c.size}`;
+        return { retry: true, error: new BadBytes(msg) };
+      }
+      pieces.push(span.subarray(c.innerOffset, c.innerOffset + c.size));
+    }
+    const bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, unit.size);
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== unit.key) return { retry: true, error: new DigestMismatchError(describeUnit(layer.digest, unit), unit.key, actual) };
+    return bytes;
+  }
+
+  /** Fills memory now and disk in the background; a cache that cannot take it is reported, not fatal. */
+  async #store(unit: Unit, bytes: Uint8Array): Promise<void> {
+    await this.#put(this.#memory, unit, bytes);
+    if (this.#disk) this.#track(this.#put(this.#disk, unit, bytes));
+  }
+
+  async #put(store: ChunkStore, unit: Unit, bytes: Uint8Array): Promise<void> {
+    let writer;
+    try {
+      writer = store.begin(unit.key, unit.size);
+      await writer.write(bytes);
+      await writer.commit();
+    } catch (error) {
+      await writer?.abort().catch(() => {});
+      publish(cacheErrorChannel, { store: store === this.#memory ? 'memory' : 'chunks', op: 'write', digest: unit.key, error });
+    }
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * The composition root of src/layers (STYLE.md item 13): stores, TOC cache and fetcher built in order,
+ * disposed in reverse. One per daemon or command.
+ */
+import { InvalidOptionError } from '../errors.js';
+import { detectTocCodec, TOC_CODECS } from '../formats/estargz/codec.js';
+import type { TocCodec, TocLimits } from '../formats/toc.js';
+import type { RegistryClient, RegistryStats } from '../registry/client.js';
+import type { Descriptor, RepositoryRef } from '../registry/types.js';
+import type { ChunkStoreStats } from './chunk-store.js';
+import { abortable } from './deferred.js';
+import { openDiskStore } from './disk-store.js';
+import { ChunkFetcher, type FetcherStats } from './fetcher.js';
+import type { LayerStats, VerifiedLayer } from './layer.js';
+import { MemoryChunkStore } from './memory-store.js';
+import { openLayer, type TocDetector } from './open-layer.js';
+import { registryBlobSource } from './range-source.js';
+import { openTocCache, type TocCacheStats } from './toc-cache.js';
+
+export interface LayerServiceOptions {
+  readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats'>>;
+  /** Holds `chunks/` and `tocs/`; created when missing, reused across restarts. */
+  readonly cacheDir: string;
+  /** Disk budget for chunks, bytes. */
+  readonly cacheSize: number;
+  /** Memory budget for chunks, bytes. */
+  readonly memoryCacheBytes: number;
+  /** Start the eStargz prefetch of a layer as soon as it is opened, in the background. Default true. */
+  readonly prefetch?: boolean;
+  readonly codecs?: readonly TocCodec[];
+  readonly detect?: TocDetector;
+  readonly mergeGapBytes?: number;
+  readonly maxRequestBytes?: number;
+  readonly tailBytes?: number;
+  readonly limits?: Partial<TocLimits>;
+}
+
+export interface LayerServiceStats {
+  readonly fetch: FetcherStats;
+  readonly memory: ChunkStoreStats;
+  readonly disk: ChunkStoreStats;
+  readonly tocs: TocCacheStats;
+  readonly layers: readonly LayerStats[];
+  readonly registry?: RegistryStats;
+}
+
+export interface LayerService {
+  /**
+   * The verified layer for a manifest's layer descriptor; concurrent calls for one digest share one open,
+   * and an opened layer is kept for the life of the service. A failed open is not remembered.
+   */
+  open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
+  stats(): LayerServiceStats;
+  /** Stops fetches, waits for cache writes, closes the stores; keeps every cached byte. Idempotent. */
+  close(): Promise<void>;
+}
+
+function positiveInteger(name: string, value: number): void {
+  if (!Number.isSafeInteger(value) || value <= 0) throw new InvalidOptionError(name, 'must be a positive integer of bytes');
+}
+
+export async function createLayerService(opts: LayerServiceOptions): Promise<LayerService> {
+  positiveInteger('cacheSize', opts.cacheSize);
+  positiveInteger('memoryCacheBytes', opts.memoryCacheBytes);
+  if (!opts.cacheDir) throw new InvalidOptionError('cacheDir', 'must be a directory');
+  const codecs = opts.codecs ?? TOC_CODECS;
+
+  const memory = new MemoryChunkStore({ maxBytes: opts.memoryCacheBytes });
+  const disk = await openDiskStore({ dir: opts.cacheDir, maxBytes: opts.cacheSize });
+  const tocCache = await openTocCache(opts.cacheDir);
+  const fetcher = new ChunkFetcher({
+    memory,
+    disk,
+    ...(opts.mergeGapBytes !== undefined ? { mergeGapBytes: opts.mergeGapBytes } : {}),
+    ...(opts.maxRequestBytes !== undefined ? { maxRequestBytes: opts.maxRequestBytes } : {}),
+  });
+
+  const opened = new Map<string, VerifiedLayer>();
+  const opening = new Map<string, Promise<VerifiedLayer>>();
+  let closed: Promise<void> | undefined;
+
+  async function doOpen(repo: RepositoryRef, descriptor: Descriptor): Promise<VerifiedLayer> {
+    const layer = await openLayer({
+      source: registryBlobSource(opts.client as Pick<RegistryClient, 'readRange'>, repo, descriptor),
+      descriptor,
+      codecs,
+      detect: opts.detect ?? ((tail, size) => detectTocCodec(tail, size, { layer: descriptor.digest, codecs })),
+      fetcher,
+      tocCache,
+      ...(opts.tailBytes !== undefined ? { tailBytes: opts.tailBytes } : {}),
+      ...(opts.limits ? { limits: opts.limits } : {}),
+    });
+    opened.set(descriptor.digest, layer);
+    if (opts.prefetch !== false && !closed) layer.prefetchInBackground();
+    return layer;
+  }
+
+  return {
+    async open(repo, descriptor, callOpts = {}) {
+      if (closed) throw new InvalidOptionError('layer service', 'closed');
+      const done = opened.get(descriptor.digest);
+      if (done) return done;
+      let p = opening.get(descriptor.digest);
+      if (!p) {
+        // The open runs to its end whoever stops waiting: its result serves the next caller.
+        p = doOpen(repo, descriptor).finally(() => opening.delete(descriptor.digest));
+        p.catch(() => {});
+        opening.set(descriptor.digest, p);
+      }
+      return abortable(p, callOpts.signal, `open of layer ${descriptor.digest}`);
+    },
+
+    stats() {
+      return {
+        fetch: fetcher.stats(),
+        memory: memory.stats(),
+        disk: disk.stats(),
+        tocs: tocCache.stats(),
+        layers: [...opened.values()].map((l) => l.stats()),
+        ...(opts.client.stats ? { registry: opts.client.stats() } : {}),
+      };
+    },
+
+    close() {
+      closed ??= (async () => {
+        await Promise.allSettled(opening.values());
+        await fetcher.close();
+        await tocCache.close();
+        await disk.close();
+        await memory.close();
+      })();
+      return closed;
+    },
+  };
+}

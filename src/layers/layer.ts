@@ -1,0 +1,191 @@
+/**
+ * A layer = its TOC index + chunk reads. STYLE.md item 5: a TOC read from a blob or a cache is an
+ * `UnverifiedLayer`, whose only useful method is `verify(tocDigest)`; only the `VerifiedLayer` it returns
+ * can `read()`. There is no way to skip verification.
+ */
+import { DigestMismatchError, InvalidOptionError, TocfsError } from '../errors.js';
+import type { DecodedToc, TocCodec, TocEntry, TocFormat, TocIndex, TocLocation } from '../formats/toc.js';
+import { abortable } from './deferred.js';
+import { prefetchFailChannel, publish } from './events.js';
+import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from './fetcher.js';
+import type { RangeSource } from './range-source.js';
+
+/** Where the TOC came from: the disk TOC cache, or the blob itself. */
+export type TocSource = 'cache' | 'blob';
+
+export interface LayerStats extends Readonly<FetchFigures> {
+  readonly digest: string;
+  readonly format: TocFormat;
+  readonly tocSource: TocSource;
+  /** bytesFetched / the blob's size (the `fetched %` of DESIGN.md §1.4, as a ratio). */
+  readonly fetchedRatio: number;
+  readonly prefetch: 'none' | 'idle' | 'running' | 'done' | 'failed';
+}
+
+export interface LayerParts {
+  readonly source: RangeSource;
+  readonly codec: TocCodec;
+  readonly fetcher: ChunkFetcher;
+  readonly decoded: DecodedToc;
+  readonly location: TocLocation;
+  /** The TOC's compressed bytes as read (what the TOC cache stores). */
+  readonly tocBytes: Uint8Array;
+  readonly tocSource: TocSource;
+  /** A prefetch region larger than this is fetched in several requests. Default 64 MiB. */
+  readonly maxPrefetchBytes?: number;
+}
+
+const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
+const verified = new WeakSet<UnverifiedLayer>();
+
+export class UnverifiedLayer {
+  readonly digest: string;
+  readonly parts: LayerParts;
+
+  constructor(digest: string, parts: LayerParts) {
+    this.digest = digest;
+    this.parts = parts;
+  }
+
+  /**
+   * Checks the TOC against `tocDigest` (the manifest's `containerd.io/snapshot/stargz/toc.digest`,
+   * sha256 of the uncompressed TOC JSON). Throws DigestMismatchError (BAD_DATA) on a mismatch.
+   */
+  verify(tocDigest: string): VerifiedLayer {
+    const actual = this.parts.decoded.tocDigest;
+    if (actual !== tocDigest) throw new DigestMismatchError(`layer ${this.digest}: TOC`, tocDigest, actual);
+    verified.add(this);
+    return new VerifiedLayer(this);
+  }
+}
+
+export class VerifiedLayer implements ChunkLayer {
+  readonly digest: string;
+  readonly index: TocIndex;
+  readonly source: RangeSource;
+  readonly codec: TocCodec;
+  readonly location: TocLocation;
+  readonly tocSource: TocSource;
+  readonly figures: FetchFigures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 };
+  readonly #fetcher: ChunkFetcher;
+  readonly #maxPrefetchBytes: number;
+  #prefetching: Promise<void> | undefined;
+  #prefetchState: 'idle' | 'done' | 'failed' = 'idle';
+
+  /** Only `UnverifiedLayer.verify()` makes one. */
+  constructor(from: UnverifiedLayer) {
+    if (!verified.has(from)) throw new TocfsError('BAD_DATA', `layer ${from.digest}: TOC not verified`);
+    const p = from.parts;
+    this.digest = from.digest;
+    this.index = p.decoded.index;
+    this.source = p.source;
+    this.codec = p.codec;
+    this.location = p.location;
+    this.tocSource = p.tocSource;
+    this.#fetcher = p.fetcher;
+    this.#maxPrefetchBytes = p.maxPrefetchBytes ?? DEFAULT_MAX_PREFETCH_BYTES;
+  }
+
+  /**
+   * Exactly bytes [offset, offset + length) of a regular file, clamped at its end (empty past EOF).
+   * Whole chunks are fetched and cached, so a small file (one chunk) is read and cached whole.
+   */
+  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const entry = this.#entry(target);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionError('offset', `${offset} is not a byte offset`);
+    if (!Number.isSafeInteger(length) || length < 0) throw new InvalidOptionError('length', `${length} is not a length`);
+    const end = Math.min(entry.size, offset + length);
+    if (offset >= end) return new Uint8Array(0);
+
+    const { chunks } = entry;
+    const refs: ChunkRef[] = [];
+    for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
+      refs.push({ entry, index: i });
+    }
+    const parts = await this.#fetcher.getChunks(this, refs, signal);
+    const out = new Uint8Array(end - offset);
+    parts.forEach((bytes, k) => {
+      const c = chunks[refs[k]!.index]!;
+      const from = Math.max(0, offset - c.fileOffset);
+      const to = Math.min(c.size, end - c.fileOffset);
+      out.set(bytes.subarray(from, to), c.fileOffset + from - offset);
+    });
+    return out;
+  }
+
+  /**
+   * Fetches every chunk before `.prefetch.landmark` (DESIGN.md §2) in one request, verified and cached
+   * like any other. Resolves at once for a layer without the landmark or already prefetched; concurrent
+   * calls share one run. `signal` only stops the caller's wait.
+   */
+  prefetch(signal?: AbortSignal): Promise<void> {
+    const region = this.index.prefetch;
+    if (!region || this.#prefetchState === 'done') return Promise.resolve();
+    this.#prefetching ??= this.#runPrefetch(region).then(
+      () => {
+        this.#prefetchState = 'done';
+        this.#prefetching = undefined;
+      },
+      (err: unknown) => {
+        this.#prefetchState = 'failed';
+        this.#prefetching = undefined; // not memoised: a later call tries again
+        throw err;
+      },
+    );
+    return abortable(this.#prefetching, signal, 'prefetch');
+  }
+
+  /** Starts `prefetch()` without waiting; a failure is published on `tocfs:prefetch:fail`. */
+  prefetchInBackground(): void {
+    this.prefetch().catch((error: unknown) => publish(prefetchFailChannel, { layer: this.digest, error }));
+  }
+
+  stats(): LayerStats {
+    return {
+      digest: this.digest,
+      format: this.index.format,
+      tocSource: this.tocSource,
+      ...this.figures,
+      fetchedRatio: this.source.size > 0 ? this.figures.bytesFetched / this.source.size : 0,
+      prefetch: !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState,
+    };
+  }
+
+  #entry(target: string | TocEntry): TocEntry {
+    const path = typeof target === 'string' ? target.replace(/^(\.?\/)+/, '').replace(/\/+$/, '') : target.path;
+    const entry = this.index.lookup(path);
+    if (entry === undefined || (typeof target !== 'string' && entry !== target)) {
+      throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(path)}`);
+    }
+    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(path)} is a ${entry.type}, not a regular file`);
+    return entry;
+  }
+
+  async #runPrefetch(region: { readonly start: number; readonly end: number }): Promise<void> {
+    const refs: ChunkRef[] = [];
+    const seen = new Set<TocEntry>();
+    for (const [, entry] of this.index.walk()) {
+      if (entry.type !== 'reg' || seen.has(entry)) continue;
+      seen.add(entry); // hardlinks: one entry under several names
+      entry.chunks.forEach((c, index) => {
+        if (!c.zeros && c.compressedOffset >= region.start && c.compressedEnd <= region.end) refs.push({ entry, index });
+      });
+    }
+    if (refs.length === 0) return;
+    const oneRequest = region.end - region.start <= this.#maxPrefetchBytes;
+    await this.#fetcher.getChunks(this, refs, undefined, { oneRequest });
+  }
+}
+
+/** Index of the first chunk whose bytes end after `offset` (chunks are sorted and contiguous). */
+function firstChunkEndingAfter(chunks: TocEntry['chunks'], offset: number): number {
+  let lo = 0;
+  let hi = chunks.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = chunks[mid]!;
+    if (c.fileOffset + c.size <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

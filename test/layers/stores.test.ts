@@ -1,0 +1,74 @@
+// chunkStoreSuite on the memory LRU and the disk store, plus what only one of them does.
+import t from 'tap';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openDiskStore } from '../../src/layers/disk-store.js';
+import { MemoryChunkStore } from '../../src/layers/memory-store.js';
+import { chunkStoreSuite } from '../support/store-suite.js';
+import { tempDir } from '../support/tmp.js';
+import { noise, sha256 } from './fake-blob.js';
+
+t.test('memory store', async (t) => {
+  chunkStoreSuite(t, async (t, { maxBytes }) => {
+    const store = new MemoryChunkStore({ maxBytes });
+    t.teardown(() => store.close());
+    return { store };
+  });
+});
+
+t.test('disk store', async (t) => {
+  chunkStoreSuite(t, async (t, { maxBytes }) => {
+    const dir = tempDir(t, 'disk-store');
+    // touchIntervalMs 0: every hit stamps the mtime, so the access order of a "crash" test is on disk.
+    const open = (max = maxBytes) => openDiskStore({ dir, maxBytes: max, touchIntervalMs: 0 });
+    const store = await open();
+    t.teardown(() => store.close());
+    const file = (digest: string): string => join(dir, 'chunks', digest.slice(7, 9), digest.slice(7));
+    const tmpDir = join(dir, 'chunks', '.tmp');
+    return {
+      store,
+      persistent: {
+        reopen: async (o = {}) => open(o.maxBytes),
+        // pid 2^22 + 1 is above Linux's pid_max: no process has it.
+        leaveTempFile: () => writeFile(join(tmpDir, `${2 ** 22 + 1}-0-${'0'.repeat(64)}`), 'partial'),
+        tempFiles: () => readdir(tmpDir),
+        corrupt: async (digest) => {
+          const bytes = await readFile(file(digest));
+          bytes[bytes.length >> 1]! ^= 0xff;
+          await writeFile(file(digest), bytes);
+        },
+        exists: (digest) => stat(file(digest)).then(() => true, () => false),
+      },
+    };
+  });
+});
+
+t.test('disk store: layout, strays and a smaller budget at open', async (t) => {
+  const dir = tempDir(t, 'disk-layout');
+  const store = await openDiskStore({ dir, maxBytes: 1000 });
+  const chunks = [0, 1, 2, 3].map((i) => noise(200, i));
+  for (const c of chunks) {
+    const w = store.begin(sha256(c), c.length);
+    await w.write(c);
+    await w.commit();
+  }
+  const hex = sha256(chunks[0]!).slice(7);
+  t.ok((await stat(join(dir, 'chunks', hex.slice(0, 2), hex))).isFile(), 'DIR/chunks/HEX[0:2]/HEX');
+  await writeFile(join(dir, 'chunks', hex.slice(0, 2), 'stray.txt'), 'x');
+  await store.close();
+
+  const smaller = await openDiskStore({ dir, maxBytes: 500 });
+  t.teardown(() => smaller.close());
+  t.equal(smaller.stats().entries, 2, 'evicted down to the new budget at open');
+  t.ok(smaller.stats().bytes <= 500);
+  t.notOk((await readdir(join(dir, 'chunks', hex.slice(0, 2)))).includes('stray.txt'), 'stray file removed');
+});
+
+t.test('memory store: a chunk larger than the budget is not kept', async (t) => {
+  const store = new MemoryChunkStore({ maxBytes: 100 });
+  const big = noise(200, 9);
+  const w = store.begin(sha256(big), big.length);
+  await w.write(big);
+  await w.commit();
+  t.equal(await store.get(sha256(big)), undefined);
+});

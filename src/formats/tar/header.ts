@@ -122,7 +122,13 @@ export function parseHeaderBlock(block: Uint8Array, offset: number): HeaderBlock
   if (block.length !== BLOCK_SIZE) throw new Error(`parseHeaderBlock: ${block.length} bytes, not ${BLOCK_SIZE}`);
   let name = cString(block.subarray(0, 100));
   const ctx = (): string => where(name, offset);
-  const stored = numeric(block.subarray(148, 156), 'checksum', ctx);
+  let stored: number;
+  try {
+    stored = numeric(block.subarray(148, 156), 'checksum', ctx);
+  } catch (err) {
+    // Garbage where the checksum goes: not a tar header at all, so its "name" means nothing.
+    throw new FormatError(`${where(undefined, offset)}: not a tar header (its checksum field is not a number)`, { cause: err });
+  }
   if (!checksumOk(block, stored)) throw new FormatError(`${ctx()}: bad header checksum (not a tar stream, or corrupt)`);
   const magic = magicOf(block);
   if (magic === 'ustar') {

@@ -1,28 +1,29 @@
 import { parseArgs } from 'node:util';
 import { parseReference, formatReference } from '../registry/reference.js';
 import { layerCompression } from '../registry/manifest.js';
-import { listLayerEntries, type TarListingEntry } from '../layers/tar-listing.js';
-import { FormatError } from '../errors.js';
-import { openRegistrySession, registryOptionSpec } from './registry-options.js';
+import { listLayerEntries } from '../layers/tar-listing.js';
+import { TOC_DIGEST_ANNOTATION } from '../layers/open-layer.js';
+import { FormatError, TocfsError } from '../errors.js';
+import type { Descriptor, ImageReference } from '../registry/types.js';
+import { formatTarEntry, formatTocEntry } from './listing.js';
+import { isUnder, normaliseImagePath } from './layer-paths.js';
+import { layerOptionSpec, openLayerSession, type LayerSession } from './layer-session.js';
 import { UsageError } from './usage.js';
 
 export async function runLs(argv: string[], out: NodeJS.WritableStream): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { ...registryOptionSpec, layers: { type: 'boolean' } },
-    });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { ...layerOptionSpec, layers: { type: 'boolean' } } });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const [refText, ...extra] = parsed.positionals;
+  const [refText, pathText, ...extra] = parsed.positionals;
   if (refText === undefined) throw new UsageError('missing image reference (REF)');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   const ref = parseReference(refText);
+  const prefix = normaliseImagePath(pathText ?? '');
 
-  const session = await openRegistrySession(parsed.values);
+  const session = await openLayerSession(parsed.values);
   try {
     const resolved = await session.client.resolve(ref, session.platform);
     const layers = resolved.manifest.document.layers;
@@ -31,42 +32,45 @@ export async function runLs(argv: string[], out: NodeJS.WritableStream): Promise
       for (const layer of layers) out.write(`${layer.digest}\t${layer.mediaType}\t${layer.size}\n`);
       return;
     }
+    let matched = 0;
     for (const layer of layers) {
-      const compression = layerCompression(layer.mediaType);
-      if (!compression) throw new FormatError(`layer ${layer.digest} has media type ${layer.mediaType}, which is not a layer tocfs can read`);
-      // The listing is built from the whole verified stream and printed only after the digest checked out.
-      const entries = await listLayerEntries(session.client.streamBlob(ref, layer), compression);
-      out.write(`## layer ${layer.digest}\n`);
-      for (const entry of entries) out.write(`${formatEntry(entry)}\n`);
+      const lines = layer.annotations?.[TOC_DIGEST_ANNOTATION]
+        ? await tocListing(session, ref, layer, prefix)
+        : await streamedListing(session, ref, layer, prefix);
+      out.write(`## layer ${layer.digest} ${lines.how}\n`);
+      for (const line of lines.lines) out.write(`${line}\n`);
+      matched += lines.lines.length;
+    }
+    if (prefix !== '' && matched === 0) {
+      throw new TocfsError('NOT_FOUND', `${formatReference(ref)}: no layer has /${prefix}`);
     }
   } finally {
     await session.close();
   }
 }
 
-const TYPE_CHARS: Record<string, string> = {
-  File: '-', OldFile: '-', ContiguousFile: '-', Directory: 'd', SymbolicLink: 'l', Link: 'h',
-  CharacterDevice: 'c', BlockDevice: 'b', FIFO: 'p',
-};
-
-function formatMode(entry: TarListingEntry): string {
-  const m = entry.mode;
-  const bit = (mask: number, ch: string) => (m & mask ? ch : '-');
-  const exec = (x: number, special: number, on: string, off: string) =>
-    m & special ? (m & x ? on : off) : bit(x, 'x');
-  return (
-    (TYPE_CHARS[entry.type] ?? '?') +
-    bit(0o400, 'r') + bit(0o200, 'w') + exec(0o100, 0o4000, 's', 'S') +
-    bit(0o040, 'r') + bit(0o020, 'w') + exec(0o010, 0o2000, 's', 'S') +
-    bit(0o004, 'r') + bit(0o002, 'w') + exec(0o001, 0o1000, 't', 'T')
-  );
+interface LayerListing {
+  readonly how: string;
+  readonly lines: string[];
 }
 
-export function formatEntry(entry: TarListingEntry): string {
-  const size = entry.type === 'CharacterDevice' || entry.type === 'BlockDevice'
-    ? `${entry.devmajor ?? 0},${entry.devminor ?? 0}`
-    : String(entry.size);
-  const when = entry.mtime ? entry.mtime.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
-  const link = entry.type === 'SymbolicLink' ? ` -> ${entry.linkpath}` : entry.type === 'Link' ? ` link to ${entry.linkpath}` : '';
-  return `${formatMode(entry)} ${entry.uid}/${entry.gid} ${size.padStart(10)} ${when} ${entry.path}${link}`;
+/** From the layer's TOC: a footer + TOC fetch (or the TOC cache), never the layer's file bytes. */
+async function tocListing(session: LayerSession, ref: ImageReference, layer: Descriptor, prefix: string): Promise<LayerListing> {
+  const opened = await (await session.layers()).open(ref, layer);
+  const lines: string[] = [];
+  for (const [path, entry] of opened.index.walk()) {
+    if (isUnder(path, prefix)) lines.push(formatTocEntry(path, entry));
+  }
+  return { how: `(${opened.index.format}, TOC from ${opened.tocSource})`, lines };
+}
+
+/** A layer without a TOC is read whole, and listed only once its digest checked out. */
+async function streamedListing(session: LayerSession, ref: ImageReference, layer: Descriptor, prefix: string): Promise<LayerListing> {
+  const compression = layerCompression(layer.mediaType);
+  if (!compression) {
+    throw new FormatError(`layer ${layer.digest} has media type ${layer.mediaType}, which is not a layer tocfs can read`);
+  }
+  const entries = await listLayerEntries(session.client.streamBlob(ref, layer), compression);
+  const lines = entries.filter((e) => isUnder(normaliseImagePath(e.path), prefix)).map(formatTarEntry);
+  return { how: `(${compression}, no TOC: whole layer read)`, lines };
 }

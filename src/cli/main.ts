@@ -1,17 +1,25 @@
 import { isTocfsError } from '../errors.js';
+import { runConvert } from './convert.js';
 import { runLs } from './ls.js';
+import { runCat } from './cat.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage: tocfs <command> [options]
 
 commands:
-  ls REF [--layers]      list an image's files layer by layer, or (--layers) its layers
-                         (digest, media type, size)
+  ls REF [PATH] [--layers]   list an image's files layer by layer (from eStargz TOCs; layers without
+                             a TOC are read whole), or (--layers) its layers: digest, media type, size
+  cat REF PATH [--layer D]   write one file of one layer to stdout, fetching only the chunks it needs
+  convert SRC DST [--format estargz] [--prioritize PATH]... [--chunk-size N]
+                             rewrite an image's layers as eStargz and push it as DST
 
 registry options (every command):
   --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)
   --insecure-registry HOST[:PORT] plain HTTP or unverified TLS for that registry (repeatable);
                                   loopback registries are plain HTTP by default
+cache options (ls, cat):
+  --cache-dir DIR     verified chunks and TOCs, reused across runs (default $XDG_CACHE_HOME/tocfs)
+  --cache-size BYTES  disk cache bound, LRU eviction (default 10G)
 Credentials come from $DOCKER_CONFIG/config.json or ~/.docker/config.json; HTTP(S)_PROXY and NO_PROXY
 are honoured.`;
 
@@ -24,6 +32,8 @@ export interface CliIo {
 
 const commands: Record<string, Command> = {
   ls: runLs,
+  cat: runCat,
+  convert: runConvert,
 };
 
 /** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */

@@ -85,6 +85,8 @@ interface OpenFile {
 class Indexer {
   readonly #limits: ResolvedTocLimits;
   readonly #tocOffset: number;
+  /** Format `tar`: spans are uncompressed bytes of a local file, so nothing is inflated. */
+  readonly #uncompressed: boolean;
   /** Every explicit name in TOC order; a hardlink's name maps to its target's entry. */
   readonly explicit = new Map<string, Entry>();
   readonly #hiddenSeen = new Set<string>();
@@ -97,9 +99,10 @@ class Indexer {
   prefetchEnd: number | undefined;
   noPrefetch = false;
 
-  constructor(limits: ResolvedTocLimits, tocOffset: number) {
+  constructor(limits: ResolvedTocLimits, tocOffset: number, uncompressed: boolean) {
     this.#limits = limits;
     this.#tocOffset = tocOffset;
+    this.#uncompressed = uncompressed;
   }
 
   fail(reason: string, cause?: unknown): never {
@@ -231,7 +234,7 @@ class Indexer {
     let compressedEnd = 0;
     if (!zeros) {
       // Decompression-bomb guard: a read must inflate innerOffset + size bytes of this span.
-      if (innerOffset + size > this.#limits.maxChunkBytes) {
+      if (!this.#uncompressed && innerOffset + size > this.#limits.maxChunkBytes) {
         this.fail(`chunk needs ${innerOffset + size} uncompressed bytes, above maxChunkBytes ${this.#limits.maxChunkBytes}`);
       }
       compressedOffset = count(raw.offset, 'offset');
@@ -346,7 +349,7 @@ export function indexToc(raw: readonly RawTocEntry[], opts: IndexTocOptions): To
   const limits = resolveTocLimits(opts.limits);
   if (!Number.isSafeInteger(opts.tocOffset) || opts.tocOffset < 0) throw new FormatError(`TOC offset ${opts.tocOffset} is not a non-negative safe integer`);
   if (raw.length > limits.maxEntries) throw new FormatError(`TOC has ${raw.length} entries, above maxEntries ${limits.maxEntries}`);
-  const indexer = new Indexer(limits, opts.tocOffset);
+  const indexer = new Indexer(limits, opts.tocOffset, opts.format === 'tar');
   for (let i = 0; i < raw.length; i++) indexer.add(raw[i]!, i);
   indexer.finish();
   const tree = new TreeBuilder(indexer.explicit);

@@ -6,7 +6,12 @@
 
 export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
-export type TocFormat = 'estargz-gzip' | 'stargz-legacy' | 'estargz-zstd' | 'zstd-chunked';
+/**
+ * `tar`: a layer without a TOC (DESIGN.md §2, source 5), indexed from its own tar headers. Its "blob"
+ * is the uncompressed tar kept in the disk cache: a chunk's span is [offset, endOffset) of that tar
+ * file, read as is (no decompression, so the decompression-bomb guard `maxChunkBytes` does not apply).
+ */
+export type TocFormat = 'estargz-gzip' | 'stargz-legacy' | 'estargz-zstd' | 'zstd-chunked' | 'tar';
 
 /**
  * One TOC entry as a format decodes it, before validation. Field names follow the eStargz JSON

@@ -11,15 +11,17 @@ import type { ChunkStoreStats } from './chunk-store.js';
 import { abortable } from './deferred.js';
 import { openDiskStore } from './disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetcher.js';
+import { openFullLayer, type FullLayer } from './full-layer.js';
 import type { LayerStats, VerifiedLayer } from './layer.js';
 import { MemoryChunkStore } from './memory-store.js';
-import { openLayer, type TocDetector } from './open-layer.js';
+import { openLayer, TOC_DIGEST_ANNOTATION, type TocDetector } from './open-layer.js';
 import { registryBlobSource } from './range-source.js';
 import { openTocCache, type TocCacheStats } from './toc-cache.js';
 
 export interface LayerServiceOptions {
-  readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats'>>;
-  /** Holds `chunks/` and `tocs/`; created when missing, reused across restarts. */
+  /** `streamBlob` is needed only by `openAny` for layers without a TOC. */
+  readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats' | 'streamBlob'>>;
+  /** Holds `chunks/`, `tocs/` and `layers/`; created when missing, reused across restarts. */
   readonly cacheDir: string;
   /** Disk budget for chunks, bytes. */
   readonly cacheSize: number;
@@ -50,6 +52,12 @@ export interface LayerService {
    * and an opened layer is kept for the life of the service. A failed open is not remembered.
    */
   open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
+  /**
+   * Any layer: `open` when the descriptor carries `containerd.io/snapshot/stargz/toc.digest`, else the
+   * whole layer is streamed once, verified and indexed into the disk cache (`FullLayer`, DESIGN.md §2
+   * source 5). Both satisfy src/image's `LayerTree`. Same single-flight and lifetime rules as `open`.
+   */
+  openAny(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer | FullLayer>;
   stats(): LayerServiceStats;
   /** Stops fetches, waits for cache writes, closes the stores; keeps every cached byte. Idempotent. */
   close(): Promise<void>;
@@ -77,6 +85,8 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
   const opened = new Map<string, VerifiedLayer>();
   const opening = new Map<string, Promise<VerifiedLayer>>();
+  const fullOpened = new Map<string, FullLayer>();
+  const fullOpening = new Map<string, Promise<FullLayer>>();
   let closed: Promise<void> | undefined;
 
   async function doOpen(repo: RepositoryRef, descriptor: Descriptor): Promise<VerifiedLayer> {
@@ -95,7 +105,40 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     return layer;
   }
 
-  return {
+  async function doOpenFull(repo: RepositoryRef, descriptor: Descriptor): Promise<FullLayer> {
+    const client = opts.client;
+    if (!client.streamBlob) throw new InvalidOptionError('client', 'needs streamBlob to open a layer without a TOC');
+    const layer = await openFullLayer({
+      client: { streamBlob: client.streamBlob.bind(client) },
+      repo,
+      descriptor,
+      cacheDir: opts.cacheDir,
+      ...(opts.limits ? { limits: opts.limits } : {}),
+    });
+    if (closed) {
+      await layer.close();
+      throw new InvalidOptionError('layer service', 'closed');
+    }
+    fullOpened.set(descriptor.digest, layer);
+    return layer;
+  }
+
+  const service: LayerService = {
+    async openAny(repo, descriptor, callOpts = {}) {
+      if (descriptor.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined) return service.open(repo, descriptor, callOpts);
+      if (closed) throw new InvalidOptionError('layer service', 'closed');
+      const done = fullOpened.get(descriptor.digest);
+      if (done) return done;
+      let p = fullOpening.get(descriptor.digest);
+      if (!p) {
+        // As in `open`: the download runs to its end whoever stops waiting.
+        p = doOpenFull(repo, descriptor).finally(() => fullOpening.delete(descriptor.digest));
+        p.catch(() => {});
+        fullOpening.set(descriptor.digest, p);
+      }
+      return abortable(p, callOpts.signal, `open of layer ${descriptor.digest}`);
+    },
+
     async open(repo, descriptor, callOpts = {}) {
       if (closed) throw new InvalidOptionError('layer service', 'closed');
       const done = opened.get(descriptor.digest);
@@ -123,7 +166,8 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
     close() {
       closed ??= (async () => {
-        await Promise.allSettled(opening.values());
+        await Promise.allSettled([...opening.values(), ...fullOpening.values()]);
+        await Promise.allSettled([...fullOpened.values()].map((l) => l.close()));
         await fetcher.close();
         await tocCache.close();
         await disk.close();
@@ -132,4 +176,5 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       return closed;
     },
   };
+  return service;
 }

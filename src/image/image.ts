@@ -1,0 +1,69 @@
+/**
+ * An image: a reference resolved to a pinned manifest, its config, its layers opened in parallel, and the
+ * merged tree over them (DESIGN.md §1.3).
+ */
+import { TocfsError, isTocfsError } from '../errors.js';
+import type { RegistryClient } from '../registry/client.js';
+import { formatReference } from '../registry/reference.js';
+import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
+import type { InodeCounter, LayerTree } from './layer-tree.js';
+import { MergedTree } from './merged-tree.js';
+
+export interface ImageDeps {
+  readonly client: Pick<RegistryClient, 'resolve' | 'getConfig'>;
+  /** Opens one layer of `repo` (a TOC layer, or a full layer when it has none). */
+  openLayer(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<LayerTree>;
+  readonly platform?: Platform;
+  /** Shared by every tree of a filesystem so inode numbers are unique across it. */
+  readonly inodes?: InodeCounter;
+}
+
+export interface Image {
+  /** The reference pinned: `digest` is always set. */
+  readonly ref: ImageReference;
+  /** The digest the reference resolved to (the index's when it named one). */
+  readonly manifestDigest: string;
+  readonly config: ImageConfig;
+  /** Bottom to top, as in the manifest. */
+  readonly layers: readonly LayerTree[];
+  readonly tree: MergedTree;
+}
+
+/**
+ * Resolves `ref` (a tag is pinned to the digest it names now), then fetches the config and opens every
+ * layer in parallel. A failure is a TocfsError naming the image (and the layer), with the original cause
+ * and, when it had one, its code.
+ */
+export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: AbortSignal): Promise<Image> {
+  const shown = formatReference(ref);
+  const resolved = await deps.client.resolve(ref, deps.platform, { ...(signal && { signal }) }).catch((err: unknown) => {
+    throw wrap(err, `image ${shown}: resolving`);
+  });
+  const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
+  const manifest = resolved.manifest.document;
+  const [config, layers] = await Promise.all([
+    deps.client.getConfig(repo, resolved.manifest, { ...(signal && { signal }) }).catch((err: unknown) => {
+      throw wrap(err, `image ${shown}: config ${manifest.config.digest}`);
+    }),
+    Promise.all(
+      manifest.layers.map((descriptor, i) =>
+        deps.openLayer(repo, descriptor, signal).catch((err: unknown) => {
+          throw wrap(err, `image ${shown}: layer ${i} ${descriptor.digest}`);
+        }),
+      ),
+    ),
+  ]);
+  const pinned: ImageReference = { ...resolved.ref, digest: resolved.digest };
+  return {
+    ref: pinned,
+    manifestDigest: resolved.digest,
+    config: config.document,
+    layers,
+    tree: new MergedTree(layers, { ...(deps.inodes && { inodes: deps.inodes }) }),
+  };
+}
+
+function wrap(err: unknown, context: string): TocfsError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new TocfsError(isTocfsError(err) ? err.code : 'SOURCE_UNAVAILABLE', `${context}: ${message}`, { cause: err });
+}

@@ -1,0 +1,319 @@
+/**
+ * The mount layout of DESIGN.md §1.2 as a `Filesystem`:
+ *   /images/HOST/REPO/PATH:TAG/...        an image's merged tree, resolved on first lookup and pinned
+ *   /images/HOST/REPO/PATH@sha256:HEX/... the same by manifest digest
+ *   /layers/HOST/REPO/PATH@sha256:HEX/... one layer's own tree, whiteouts shown as in the tar
+ * Directories between `images/` and an image root exist for any name that can still become a reference
+ * (the kernel looks up `HOST` before it ever sees `REPO:TAG`), but only prefixes of resolved images are
+ * listed. One inode counter serves the whole mount.
+ */
+import { debuglog } from 'node:util';
+import { InvalidReferenceError, TocfsError, isTocfsError } from '../errors.js';
+import type { TocEntry } from '../formats/toc.js';
+import { abortable } from '../layers/deferred.js';
+import { formatReference, parseImagePath } from '../registry/reference.js';
+import type { ImageReference, RepositoryRef } from '../registry/types.js';
+import type { Filesystem, FsNode, ReadOptions } from './filesystem.js';
+import { openImage, type Image, type ImageDeps } from './image.js';
+import { createInodeCounter, type LayerTree } from './layer-tree.js';
+
+/** What `user.tocfs.*` shows; `layers` is keyed by layer digest (format, TOC source, fetched ratio...). */
+export interface Figures {
+  readonly bytesFetched: number;
+  readonly requests: number;
+  readonly layers: Readonly<Record<string, unknown>>;
+}
+
+export interface NamespaceDeps extends Omit<ImageDeps, 'inodes'> {
+  /** One line per event worth a log (a failed resolution, once per failure period). Default: debuglog('tocfs'). */
+  readonly log?: (line: string) => void;
+  readonly figures?: () => Figures;
+  /** A layer by digest alone, for `/layers` paths no resolved image has opened. Without it, NOT_FOUND. */
+  readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<LayerTree>;
+  /** How long a failed resolution is answered from memory. Default 10 s. */
+  readonly failureTtlMs?: number;
+  readonly now?: () => number;
+}
+
+const ROOT_INO = 1;
+const TOP = ['images', 'layers'] as const;
+type Top = (typeof TOP)[number];
+const encoder = new TextEncoder();
+
+interface Failure {
+  readonly error: unknown;
+  readonly until: number;
+}
+
+/** Where a path points once parsed. */
+type Target =
+  | { readonly kind: 'root' }
+  | { readonly kind: 'prefix'; readonly top: Top; readonly path: string }
+  | { readonly kind: 'image'; readonly image: Image; readonly rest: string }
+  | { readonly kind: 'layer'; readonly layer: LayerView; readonly rest: string };
+
+export function createImageFilesystem(deps: NamespaceDeps): Filesystem {
+  return new ImageFilesystem(deps);
+}
+
+class ImageFilesystem implements Filesystem {
+  readonly #deps: NamespaceDeps;
+  readonly #imageDeps: ImageDeps;
+  readonly #inodes = createInodeCounter(ROOT_INO + 1);
+  readonly #log: (line: string) => void;
+  readonly #failureTtlMs: number;
+  readonly #now: () => number;
+  /** Keyed by the path components that name the reference (`HOST/REPO:TAG`), as typed. */
+  readonly #images = new Map<string, Image>();
+  readonly #layers = new Map<string, LayerView>();
+  readonly #flights = new Map<string, Promise<unknown>>();
+  readonly #failures = new Map<string, Failure>();
+  /** Listed directories: `images/HOST/...` path -> names, from resolved images and layers only. */
+  readonly #listing = new Map<string, Set<string>>();
+  readonly #dirInos = new Map<string, number>();
+  /** Layers of resolved images, by `HOST/REPO@DIGEST`, so `/layers` can show them without a descriptor. */
+  readonly #openedLayers = new Map<string, LayerTree>();
+
+  constructor(deps: NamespaceDeps) {
+    this.#deps = deps;
+    this.#imageDeps = { ...deps, inodes: this.#inodes };
+    this.#log = deps.log ?? debuglog('tocfs');
+    this.#failureTtlMs = deps.failureTtlMs ?? 10_000;
+    this.#now = deps.now ?? Date.now;
+    for (const top of TOP) this.#listing.set(top, new Set());
+  }
+
+  async lookup(path: string, opts: ReadOptions = {}): Promise<FsNode> {
+    const target = await this.#target(path, opts.signal);
+    switch (target.kind) {
+      case 'root':
+        return this.#dir('', ROOT_INO);
+      case 'prefix':
+        return this.#dir(target.path);
+      case 'image':
+        return target.image.tree.lookup(target.rest) ?? notFound(path);
+      case 'layer':
+        return target.layer.lookup(target.rest) ?? notFound(path);
+    }
+  }
+
+  async readdir(path: string, opts: ReadOptions = {}): Promise<readonly string[]> {
+    const target = await this.#target(path, opts.signal);
+    switch (target.kind) {
+      case 'root':
+        return [...TOP];
+      case 'prefix':
+        return [...(this.#listing.get(target.path) ?? [])];
+      case 'image':
+        return target.image.tree.readdir(target.rest) ?? notDir(path);
+      case 'layer':
+        return target.layer.readdir(target.rest) ?? notDir(path);
+    }
+  }
+
+  async read(path: string, offset: number, length: number, opts: ReadOptions = {}): Promise<Uint8Array> {
+    const target = await this.#target(path, opts.signal);
+    if (target.kind === 'image') return target.image.tree.read(target.rest, offset, length, opts.signal);
+    if (target.kind === 'layer') return target.layer.read(target.rest, offset, length, opts.signal);
+    throw new TocfsError('FORMAT', `${path} is a directory`);
+  }
+
+  async xattrs(path: string, opts: ReadOptions = {}): Promise<ReadonlyMap<string, Uint8Array>> {
+    const target = await this.#target(path, opts.signal);
+    switch (target.kind) {
+      case 'root':
+        return this.#figures();
+      case 'prefix':
+        return new Map();
+      case 'image': {
+        const own = target.image.tree.xattrs(target.rest) ?? notFound(path);
+        if (target.rest !== '') return own;
+        const digests = new Set(target.image.layers.map((l) => l.digest));
+        return new Map([...own, ...this.#figures(digests)]);
+      }
+      case 'layer':
+        return target.layer.xattrs(target.rest) ?? notFound(path);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#images.clear();
+    this.#layers.clear();
+    this.#failures.clear();
+    this.#openedLayers.clear();
+  }
+
+  async #target(path: string, signal: AbortSignal | undefined): Promise<Target> {
+    if (!path.startsWith('/')) throw new TocfsError('NOT_FOUND', `${JSON.stringify(path)} is not an absolute path`);
+    const parts = path.split('/').filter((c) => c !== '');
+    if (parts.length === 0) return { kind: 'root' };
+    const [top, ...rest] = parts;
+    if (top !== 'images' && top !== 'layers') return notFound(path);
+    if (rest.length === 0) return { kind: 'prefix', top, path: top };
+    let parsed: ReturnType<typeof parseImagePath>;
+    try {
+      parsed = parseImagePath(rest);
+    } catch (err) {
+      if (!(err instanceof InvalidReferenceError)) throw err;
+      // Not worth a log line: shells and Python probe names like these all the time.
+      throw new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
+    }
+    if (parsed === undefined) return { kind: 'prefix', top, path: parts.join('/') };
+    const key = rest.slice(0, parsed.consumed).join('/');
+    const inner = rest.slice(parsed.consumed).join('/');
+    if (top === 'images') return { kind: 'image', image: await this.#image(key, parsed.ref, signal), rest: inner };
+    return { kind: 'layer', layer: await this.#layer(key, parsed.ref, path, signal), rest: inner };
+  }
+
+  #image(key: string, ref: ImageReference, signal: AbortSignal | undefined): Promise<Image> {
+    const image = this.#images.get(key);
+    if (image !== undefined) return Promise.resolve(image);
+    return this.#once(`images/${key}`, signal, async () => {
+      const opened = await openImage(this.#imageDeps, ref);
+      this.#images.set(key, opened);
+      const repo = `${ref.registry}/${ref.repository}`;
+      for (const layer of opened.layers) this.#openedLayers.set(`${repo}@${layer.digest}`, layer);
+      this.#list(`images/${key}`);
+      return opened;
+    });
+  }
+
+  #layer(key: string, ref: ImageReference, path: string, signal: AbortSignal | undefined): Promise<LayerView> {
+    const view = this.#layers.get(key);
+    if (view !== undefined) return Promise.resolve(view);
+    if (ref.digest === undefined || ref.tag !== undefined) {
+      return Promise.reject(new TocfsError('NOT_FOUND', `${path}: a layer is named by digest alone (REPO@sha256:HEX)`));
+    }
+    const digest = ref.digest;
+    return this.#once(`layers/${key}`, signal, async () => {
+      const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
+      let layer = this.#openedLayers.get(`${ref.registry}/${ref.repository}@${digest}`);
+      if (layer === undefined) {
+        if (this.#deps.openLayerByDigest === undefined) {
+          throw new TocfsError('NOT_FOUND', `layer ${formatReference(ref)}: not a layer of an image resolved so far`);
+        }
+        layer = await this.#deps.openLayerByDigest(repo, digest);
+      }
+      const opened = new LayerView(layer, () => this.#inodes.next());
+      this.#layers.set(key, opened);
+      this.#list(`layers/${key}`);
+      return opened;
+    });
+  }
+
+  /**
+   * Single flight per key: concurrent callers share one run; a settled run is deleted. A failure is
+   * answered from memory for `failureTtlMs` (and logged once), so a program probing one bad path many
+   * times does not hammer the registry; after that the next lookup tries again.
+   */
+  #once<T>(key: string, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+    const failed = this.#failures.get(key);
+    if (failed !== undefined) {
+      if (failed.until > this.#now()) return Promise.reject(failed.error);
+      this.#failures.delete(key);
+    }
+    let flight = this.#flights.get(key) as Promise<T> | undefined;
+    if (flight === undefined) {
+      flight = run().then(
+        (value) => {
+          this.#flights.delete(key);
+          return value;
+        },
+        (error: unknown) => {
+          this.#flights.delete(key);
+          this.#failures.set(key, { error, until: this.#now() + this.#failureTtlMs });
+          const code = isTocfsError(error) ? ` (${error.code})` : '';
+          this.#log(`${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`);
+          throw error;
+        },
+      );
+      this.#flights.set(key, flight);
+    }
+    return abortable(flight, signal, `lookup of ${key}`);
+  }
+
+  /** Adds every prefix of `path` (`images/HOST/REPO:TAG`) to the listings of its parents. */
+  #list(path: string): void {
+    const parts = path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join('/');
+      let names = this.#listing.get(parent);
+      if (names === undefined) this.#listing.set(parent, (names = new Set()));
+      names.add(parts[i]!);
+    }
+  }
+
+  #dir(path: string, fixed?: number): FsNode {
+    let ino = fixed ?? this.#dirInos.get(path);
+    if (ino === undefined) this.#dirInos.set(path, (ino = this.#inodes.next()));
+    return { ino, type: 'dir', mode: 0o555, uid: 0, gid: 0, mtimeMs: 0, size: 0, nlink: 2 };
+  }
+
+  #figures(digests?: ReadonlySet<string>): Map<string, Uint8Array> {
+    const figures = this.#deps.figures?.();
+    if (figures === undefined) return new Map();
+    const layers = digests === undefined ? figures.layers : Object.fromEntries(Object.entries(figures.layers).filter(([d]) => digests.has(d)));
+    return new Map([
+      ['user.tocfs.bytes_fetched', encoder.encode(String(figures.bytesFetched))],
+      ['user.tocfs.requests', encoder.encode(String(figures.requests))],
+      ['user.tocfs.layers', encoder.encode(JSON.stringify(layers))],
+    ]);
+  }
+}
+
+/** One layer's own tree: every entry of its index, whiteouts included. */
+class LayerView {
+  readonly #layer: LayerTree;
+  readonly #next: () => number;
+  readonly #inos = new WeakMap<TocEntry, number>();
+
+  constructor(layer: LayerTree, next: () => number) {
+    this.#layer = layer;
+    this.#next = next;
+  }
+
+  lookup(path: string): FsNode | undefined {
+    const entry = this.#layer.index.lookup(path);
+    if (entry === undefined) return undefined;
+    let ino = this.#inos.get(entry);
+    if (ino === undefined) this.#inos.set(entry, (ino = this.#next()));
+    return {
+      ino,
+      type: entry.type,
+      mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      mtimeMs: entry.mtimeMs,
+      size: entry.size,
+      nlink: entry.nlink,
+      ...(entry.linkName !== undefined && { linkName: entry.linkName }),
+      ...(entry.devMajor !== undefined && { devMajor: entry.devMajor }),
+      ...(entry.devMinor !== undefined && { devMinor: entry.devMinor }),
+    };
+  }
+
+  readdir(path: string): readonly string[] | undefined {
+    const children = this.#layer.index.children(path);
+    return children === undefined ? undefined : [...children.keys()];
+  }
+
+  xattrs(path: string): ReadonlyMap<string, Uint8Array> | undefined {
+    const entry = this.#layer.index.lookup(path);
+    return entry === undefined ? undefined : new Map(Object.entries(entry.xattrs ?? {}));
+  }
+
+  read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+    const entry = this.#layer.index.lookup(path);
+    if (entry === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `layer ${this.#layer.digest}: no file ${JSON.stringify(path)}`));
+    if (entry.type !== 'reg') return Promise.reject(new TocfsError('FORMAT', `layer ${this.#layer.digest}: ${JSON.stringify(path)} is not a regular file`));
+    return this.#layer.read(entry, offset, length, signal);
+  }
+}
+
+function notFound(path: string): never {
+  throw new TocfsError('NOT_FOUND', `no such file ${path}`);
+}
+
+function notDir(path: string): never {
+  throw new TocfsError('NOT_FOUND', `${path} is not a directory`);
+}

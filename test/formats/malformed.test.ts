@@ -3,7 +3,7 @@
 // fail with anything but a TocfsError.
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
-import { Header } from 'tar';
+import { Header, Pax } from 'tar';
 import { TocfsError } from '../../src/errors.js';
 import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
 import { encodeFooter } from '../../src/formats/estargz/footer.js';
@@ -35,7 +35,7 @@ const baseToc = (): Toc => JSON.parse(good.tocJson.toString()) as Toc;
 const entry = (toc: Toc, i: number): Record<string, unknown> => toc.entries[i]!;
 const withTar = (tar: Buffer): Buffer => Buffer.concat([data, gzipSync(tar), encodeFooter(data.length, 'estargz')]);
 
-function tarEntry(name: string, body: Buffer, type: 'File' | 'Directory' = 'File'): Buffer {
+function tarEntry(name: string, body: Buffer, type: 'File' | 'Directory' | 'ExtendedHeader' | 'NextFileHasLongLinkpath' = 'File'): Buffer {
   const h = new Header({ path: name, type, size: body.length, mode: 0o644, mtime: new Date(0) });
   h.encode();
   return Buffer.concat([h.block!, body, Buffer.alloc((512 - (body.length % 512)) % 512)]);
@@ -64,6 +64,38 @@ const CASES: Case[] = [
   },
   { name: 'TOC entry is a directory', expectCode: 'FORMAT', messageFragment: 'not a regular file', bytes: () => withTar(Buffer.concat([tarEntry('stargz.index.json', Buffer.alloc(0), 'Directory'), Buffer.alloc(1024)])) },
   { name: 'empty tar', expectCode: 'FORMAT', messageFragment: 'no stargz.index.json entry', bytes: () => withTar(Buffer.alloc(1024)) },
+  {
+    // A global path record would otherwise rename the entry that follows it to the TOC.
+    name: 'global PAX header before the TOC',
+    expectCode: 'FORMAT',
+    messageFragment: 'not stargz.index.json',
+    bytes: () => withTar(Buffer.concat([new Pax({ path: 'stargz.index.json' }, true).encode(), tarEntry('toc.json', good.tocJson), Buffer.alloc(1024)])),
+  },
+  {
+    name: 'GNU long-link header before the TOC',
+    expectCode: 'FORMAT',
+    messageFragment: 'not stargz.index.json',
+    bytes: () => withTar(Buffer.concat([tarEntry('././@LongLink', Buffer.from('target\0'), 'NextFileHasLongLinkpath'), tarEntry('stargz.index.json', good.tocJson), Buffer.alloc(1024)])),
+  },
+  {
+    // POSIX reads an empty PAX value as "use the header's field"; the TOC reader never has.
+    name: 'empty PAX path before the TOC',
+    expectCode: 'FORMAT',
+    messageFragment: 'entry is named "", not stargz.index.json',
+    bytes: () => withTar(Buffer.concat([tarEntry('PaxHeader', Buffer.from('8 path=\n'), 'ExtendedHeader'), tarEntry('stargz.index.json', good.tocJson), Buffer.alloc(1024)])),
+  },
+  {
+    name: 'empty PAX size before the TOC',
+    expectCode: 'FORMAT',
+    messageFragment: 'PAX size ""',
+    bytes: () => withTar(Buffer.concat([tarEntry('PaxHeader', Buffer.from('8 size=\n'), 'ExtendedHeader'), tarEntry('stargz.index.json', good.tocJson), Buffer.alloc(1024)])),
+  },
+  {
+    name: 'two extended headers before the TOC',
+    expectCode: 'FORMAT',
+    messageFragment: 'more than one extended header',
+    bytes: () => withTar(Buffer.concat([new Pax({ path: 'a' }).encode(), new Pax({ path: 'stargz.index.json' }).encode(), tarEntry('toc.json', good.tocJson), Buffer.alloc(1024)])),
+  },
   { name: 'tar header checksum', expectCode: 'FORMAT', messageFragment: 'checksum', bytes: () => withTar(Buffer.from(tocTar(good.tocJson)).fill(0x41, 10, 11)) },
   { name: 'JSON cut short in the tar', expectCode: 'FORMAT', messageFragment: 'truncated', bytes: () => withTar(tocTar(good.tocJson).subarray(0, 600)) },
   // JSON schema.
@@ -139,4 +171,9 @@ t.test('the unmodified corpus base decodes', async (t) => {
   const decoded = await decodeBlob(blob);
   t.equal(decoded.tocDigest, good.tocDigest);
   t.same([...decoded.index.walk()].map(([p]) => p), ['', 'a', 'b']);
+});
+
+t.test('a PAX path record may name the TOC entry', async (t) => {
+  const decoded = await decodeBlob(withTar(Buffer.concat([new Pax({ path: 'stargz.index.json' }).encode(), tarEntry('toc.json', good.tocJson), Buffer.alloc(1024)])));
+  t.equal(decoded.tocDigest, good.tocDigest);
 });

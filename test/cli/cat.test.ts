@@ -3,10 +3,9 @@
 // byte in a chunk is an error and never output.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { main } from '../../src/cli/main.js';
 import { estargzCodec } from '../../src/formats/estargz/codec.js';
+import { runTocfs } from '../support/cli.js';
 import { startRegistry } from '../support/registry.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage, type BuiltImage, type LayerSpec, type PrebuiltLayerSpec } from '../support/image-builder.js';
@@ -14,24 +13,6 @@ import { buildEstargz } from '../support/estargz-build.js';
 import { pushImage } from '../support/push.js';
 import { tempDir } from '../support/tmp.js';
 import { dir, file, opaque, symlink, whiteout, type TarEntry } from '../support/tar-dsl.js';
-
-class Capture extends Writable {
-  readonly chunks: Buffer[] = [];
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.chunks.push(Buffer.from(chunk));
-    done();
-  }
-  get bytes(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-}
-
-async function tocfs(args: string[]): Promise<{ code: number; out: Buffer; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.bytes, err: stderr.bytes.toString() };
-}
 
 const TOC_DIGEST = 'containerd.io/snapshot/stargz/toc.digest';
 
@@ -69,14 +50,14 @@ t.test('cat of a 1 KiB file in a 200 MB eStargz layer moves footer, TOC and one 
   const { ref, proxy, cacheDir } = await pushed(t, [big]);
 
   proxy.resetCounters();
-  const first = await tocfs(['cat', ref, '/data/small.txt', '--cache-dir', cacheDir]);
+  const first = await runTocfs(['cat', ref, '/data/small.txt', '--cache-dir', cacheDir]);
   t.equal(first.code, 0, first.err);
   t.same(first.out, oneKiB, 'exact bytes');
   const moved = proxy.counters.byKind.blobs.bytes;
   t.ok(moved < 300_000, `blob bytes moved: ${moved} (< 300 KB of a ${big.blob.length}-byte layer)`);
 
   proxy.resetCounters();
-  const again = await tocfs(['cat', ref, 'data/small.txt', '--cache-dir', cacheDir]);
+  const again = await runTocfs(['cat', ref, 'data/small.txt', '--cache-dir', cacheDir]);
   t.equal(again.code, 0, again.err);
   t.same(again.out, oneKiB);
   t.equal(proxy.counters.byKind.blobs.requests, 0, 'TOC and chunk come from the disk cache');
@@ -88,7 +69,7 @@ t.test('a flipped byte in the chunk is an error naming the layer and file, and n
   const layer = await estargzLayer(work, 'flip', [dir('etc'), file('etc/config', content), file('etc/other', 'x')]);
   const { ref, proxy, cacheDir, image } = await pushed(t, [layer]);
   // The TOC goes to the disk cache first, so the fault below can only hit chunk requests.
-  t.equal((await tocfs(['ls', ref, '--cache-dir', cacheDir])).code, 0);
+  t.equal((await runTocfs(['ls', ref, '--cache-dir', cacheDir])).code, 0);
 
   const location = estargzCodec.parseFooter(layer.blob.subarray(-estargzCodec.footerLength), layer.blob.length);
   const toc = await estargzCodec.decodeToc(layer.blob.subarray(location.tocOffset, layer.blob.length - location.footerLength), location);
@@ -96,14 +77,14 @@ t.test('a flipped byte in the chunk is an error naming the layer and file, and n
   t.ok(chunk.compressedEnd - chunk.compressedOffset > 20, 'a chunk span to corrupt');
   proxy.addRule({ method: 'GET', path: /\/blobs\/sha256:/, action: { flipByteAt: 12 } });
 
-  const res = await tocfs(['cat', ref, 'etc/config', '--cache-dir', cacheDir]);
+  const res = await runTocfs(['cat', ref, 'etc/config', '--cache-dir', cacheDir]);
   t.equal(res.code, 1);
   t.equal(res.out.length, 0, 'nothing written');
   t.match(res.err, /etc\/config/);
   t.match(res.err, image.layers[0]!.digest, 'names the layer');
 
   proxy.clearRules();
-  const healed = await tocfs(['cat', ref, 'etc/config', '--cache-dir', cacheDir]);
+  const healed = await runTocfs(['cat', ref, 'etc/config', '--cache-dir', cacheDir]);
   t.equal(healed.code, 0, healed.err);
   t.same(healed.out, content, 'nothing bad was cached: correct bytes once the fault is gone');
 });
@@ -118,7 +99,7 @@ t.test('cat reads the topmost layer holding the path and honours whiteouts and o
     dir('etc'), file('etc/motd', 'upper\n'), whiteout('etc/gone'), dir('opt'), opaque('opt'), symlink('etc/link', 'motd'),
   ]);
   const { ref, cacheDir, image } = await pushed(t, [lower, upper]);
-  const cat = (path: string) => tocfs(['cat', ref, path, '--cache-dir', cacheDir]);
+  const cat = (path: string) => runTocfs(['cat', ref, path, '--cache-dir', cacheDir]);
 
   t.same((await cat('etc/motd')).out.toString(), 'upper\n');
   t.same((await cat('etc/chunked')).out, Buffer.alloc(5000, 'c'), 'a file of 79 chunks of 64 bytes');
@@ -128,7 +109,7 @@ t.test('cat reads the topmost layer holding the path and honours whiteouts and o
   t.match((await cat('opt/old')).err, /no such file/, 'opaque directory hides the lower layer');
   t.match((await cat('etc/link')).err, /symlink to motd/);
   t.match((await cat('etc')).err, /directory/);
-  const lowerOnly = await tocfs(['cat', ref, 'etc/gone', '--layer', image.layers[0]!.digest, '--cache-dir', cacheDir]);
+  const lowerOnly = await runTocfs(['cat', ref, 'etc/gone', '--layer', image.layers[0]!.digest, '--cache-dir', cacheDir]);
   t.same(lowerOnly.out.toString(), 'deleted above\n', '--layer reads that one layer');
 });
 
@@ -137,21 +118,21 @@ t.test('ls lists a TOC layer without reading its data, filters by PATH, and says
   const layer = await estargzLayer(work, 'ls', [dir('usr'), dir('usr/bin'), file('usr/bin/tool', 'x'.repeat(3000), { mode: 0o755 }), file('readme', 'r')]);
   const { ref, proxy, cacheDir } = await pushed(t, [layer]);
   proxy.resetCounters();
-  const res = await tocfs(['ls', ref, '/usr', '--cache-dir', cacheDir]);
+  const res = await runTocfs(['ls', ref, '/usr', '--cache-dir', cacheDir]);
   t.equal(res.code, 0, res.err);
   const text = res.out.toString();
   t.match(text, /^## layer sha256:\S+ \(estargz-gzip, TOC from blob\)$/m);
   t.match(text, /^-rwxr-xr-x 0\/0 +3000 \S+ usr\/bin\/tool$/m);
   t.notMatch(text, /readme/, 'only entries under PATH');
   t.ok(proxy.counters.byKind.blobs.bytes <= 64 * 1024 + 4096, 'only the tail (footer and TOC) was read');
-  const missing = await tocfs(['ls', ref, '/nope', '--cache-dir', cacheDir]);
+  const missing = await runTocfs(['ls', ref, '/nope', '--cache-dir', cacheDir]);
   t.equal(missing.code, 1);
   t.match(missing.err, /no layer has \/nope/);
 });
 
 t.test('cat refuses a layer without a TOC with a clear message', async (t) => {
   const { ref, cacheDir } = await pushed(t, [{ compression: 'gzip', entries: [file('plain', 'p')] }]);
-  const res = await tocfs(['cat', ref, 'plain', '--cache-dir', cacheDir]);
+  const res = await runTocfs(['cat', ref, 'plain', '--cache-dir', cacheDir]);
   t.equal(res.code, 1);
   t.match(res.err, /has no TOC/);
 });

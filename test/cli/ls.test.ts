@@ -1,32 +1,14 @@
 // `tocfs ls` end to end against Debian's docker-registry: the CLI resolves through the real client, the
 // layers come from the real registry, and every failure is a one-line message with the right exit code.
-import { spawn } from 'node:child_process';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { main } from '../../src/cli/main.js';
+import { runTocfs, runTocfsBin } from '../support/cli.js';
 import { startRegistry } from '../support/registry.js';
 import { buildImage, buildIndex, type BuiltImage } from '../support/image-builder.js';
 import { pushImage, pushIndex } from '../support/push.js';
 import { tempDir } from '../support/tmp.js';
 import { dir, file, symlink, whiteout, chardev } from '../support/tar-dsl.js';
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function tocfs(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
 
 async function demoImage(t: Test, layersCompression: ('gzip' | 'zstd' | 'none')[] = ['gzip', 'zstd', 'none']): Promise<BuiltImage> {
   const contents = [
@@ -43,9 +25,9 @@ t.test('ls --layers prints the manifest digest and every layer: digest, media ty
   const reg = await startRegistry(t);
   const image = await demoImage(t);
   const { digest } = await pushImage(reg.seedUrl, 'demo/app', 'v1', image);
-  const res = await tocfs(['ls', `${reg.host}/demo/app:v1`, '--layers']);
+  const res = await runTocfs(['ls', `${reg.host}/demo/app:v1`, '--layers']);
   t.equal(res.code, 0, res.err);
-  const [header, ...rows] = res.out.trimEnd().split('\n');
+  const [header, ...rows] = res.text.trimEnd().split('\n');
   t.equal(header, `# ${reg.host}/demo/app:v1 ${digest} (3 layers)`);
   t.same(rows, image.layers.map((l) => `${l.digest}\t${l.mediaType}\t${l.size}`));
 });
@@ -54,15 +36,15 @@ t.test('ls lists every layer entry as in the tar, whiteouts included, for gzip, 
   const reg = await startRegistry(t);
   const image = await demoImage(t);
   await pushImage(reg.seedUrl, 'demo/app', 'v1', image);
-  const res = await tocfs(['ls', `${reg.host}/demo/app:v1`]);
+  const res = await runTocfs(['ls', `${reg.host}/demo/app:v1`]);
   t.equal(res.code, 0, res.err);
-  t.match(res.out, /^-rw-r--r-- 1000\/100 +6 2020-01-01T00:00:00Z etc\/hello$/m);
-  t.match(res.out, /^lrwxrwxrwx 0\/0 +0 \S+ etc\/link -> hello$/m);
-  t.match(res.out, /^-\S+ 0\/0 +0 \S+ etc\/\.wh\.gone$/m, 'whiteouts are shown as in the tar');
-  t.match(res.out, /^crw-rw-rw- 0\/0 +1,3 \S+ etc\/null$/m);
-  t.match(res.out, /^-rwsr-xr-x 0\/0 +10 \S+ etc\/suid$/m);
-  t.match(res.out, /^-rw-r--r-- 0\/0 +200000 \S+ etc\/big$/m, 'zstd layer read');
-  t.equal(res.out.split('\n').filter((l) => l.startsWith('## layer sha256:')).length, 3);
+  t.match(res.text, /^-rw-r--r-- 1000\/100 +6 2020-01-01T00:00:00Z etc\/hello$/m);
+  t.match(res.text, /^lrwxrwxrwx 0\/0 +0 \S+ etc\/link -> hello$/m);
+  t.match(res.text, /^-\S+ 0\/0 +0 \S+ etc\/\.wh\.gone$/m, 'whiteouts are shown as in the tar');
+  t.match(res.text, /^crw-rw-rw- 0\/0 +1,3 \S+ etc\/null$/m);
+  t.match(res.text, /^-rwsr-xr-x 0\/0 +10 \S+ etc\/suid$/m);
+  t.match(res.text, /^-rw-r--r-- 0\/0 +200000 \S+ etc\/big$/m, 'zstd layer read');
+  t.equal(res.text.split('\n').filter((l) => l.startsWith('## layer sha256:')).length, 3);
 });
 
 t.test('ls picks the platform of a multi-platform index, and says which exist when none matches', async (t) => {
@@ -77,10 +59,10 @@ t.test('ls picks the platform of a multi-platform index, and says which exist wh
     { image: arm, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
   ]);
   await pushIndex(reg.seedUrl, 'demo/multi', 'v1', index);
-  const picked = await tocfs(['ls', `${reg.host}/demo/multi:v1`, '--platform', 'linux/arm64']);
+  const picked = await runTocfs(['ls', `${reg.host}/demo/multi:v1`, '--platform', 'linux/arm64']);
   t.equal(picked.code, 0, picked.err);
-  t.match(picked.out, /arm-only/);
-  const none = await tocfs(['ls', `${reg.host}/demo/multi:v1`, '--platform', 'windows/amd64']);
+  t.match(picked.text, /arm-only/);
+  const none = await runTocfs(['ls', `${reg.host}/demo/multi:v1`, '--platform', 'windows/amd64']);
   t.equal(none.code, 1);
   t.match(none.err, /windows\/amd64/);
   t.match(none.err, /linux\/arm64/, 'names the platforms the index has');
@@ -88,20 +70,20 @@ t.test('ls picks the platform of a multi-platform index, and says which exist wh
 
 t.test('bad input gives one clear line and exit 1, usage errors exit 2', async (t) => {
   const reg = await startRegistry(t);
-  const malformed = await tocfs(['ls', 'Bad//Ref:']);
+  const malformed = await runTocfs(['ls', 'Bad//Ref:']);
   t.equal(malformed.code, 1);
   t.match(malformed.err, /^tocfs ls: invalid image reference "Bad\/\/Ref:"/);
   t.equal(malformed.err.trimEnd().split('\n').length, 1, 'one line, no stack');
 
-  const missing = await tocfs(['ls', `${reg.host}/no/such:tag`]);
+  const missing = await runTocfs(['ls', `${reg.host}/no/such:tag`]);
   t.equal(missing.code, 1);
   t.match(missing.err, /not found|manifest unknown/i);
   t.match(missing.err, /no\/such/);
 
-  t.equal((await tocfs(['ls'])).code, 2);
-  t.equal((await tocfs(['ls', 'a/b:c', '--no-such-flag'])).code, 2);
-  t.equal((await tocfs(['ls', 'a/b:c', '--platform', 'nope'])).code, 1);
-  t.equal((await tocfs(['frobnicate'])).code, 2);
+  t.equal((await runTocfs(['ls'])).code, 2);
+  t.equal((await runTocfs(['ls', 'a/b:c', '--no-such-flag'])).code, 2);
+  t.equal((await runTocfs(['ls', 'a/b:c', '--platform', 'nope'])).code, 1);
+  t.equal((await runTocfs(['frobnicate'])).code, 2);
 });
 
 t.test('the installed bin reads credentials from DOCKER_CONFIG and trusts NODE_EXTRA_CA_CERTS (basic auth over TLS)', async (t) => {
@@ -113,28 +95,14 @@ t.test('the installed bin reads credentials from DOCKER_CONFIG and trusts NODE_E
   await writeFile(join(configDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth } } }));
   const env = { ...process.env, DOCKER_CONFIG: configDir, NODE_EXTRA_CA_CERTS: reg.caFile! };
 
-  const ok = await runBin(['ls', `${reg.host}/private/app@${digest}`, '--layers'], env);
+  const ok = await runTocfsBin(['ls', `${reg.host}/private/app@${digest}`, '--layers'], env);
   t.equal(ok.code, 0, ok.err);
-  t.match(ok.out, image.layers[0]!.digest);
+  t.match(ok.text, image.layers[0]!.digest);
 
   const emptyConfig = tempDir(t, 'no-creds');
   await mkdir(emptyConfig, { recursive: true });
-  const denied = await runBin(['ls', `${reg.host}/private/app:v1`], { ...env, DOCKER_CONFIG: emptyConfig });
+  const denied = await runTocfsBin(['ls', `${reg.host}/private/app:v1`], { ...env, DOCKER_CONFIG: emptyConfig });
   t.equal(denied.code, 1);
   t.match(denied.err, /unauthori[sz]ed|401/i);
   t.notMatch(denied.err + ok.err, reg.password!, 'the password never appears in output');
 });
-
-const bin = fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
-
-function runBin(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d));
-    child.stderr.on('data', (d: Buffer) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, out, err }));
-  });
-}

@@ -4,39 +4,24 @@
 import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
-import { main } from '../../src/cli/main.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/registry/reference.js';
 import type { ImageManifest } from '../../src/registry/types.js';
+import { runTocfs } from '../support/cli.js';
 import { buildImage, MEDIA_TYPES, type Compression, type ImageSpec } from '../support/image-builder.js';
 import { umociUnpack, writeOciLayout } from '../support/oci-layout.js';
 import { pushBlob, pushImage, putManifest } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
 import { chardev, dir, fifo, file, hardlink, opaque, symlink, whiteout } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
+import { CAP_SETUID } from '../support/vectors.js';
 import { readToc, sha, treeOf } from './estargz-check.js';
-import { CAP_SETUID, readAll } from './tar-vectors.js';
+import { readAll } from './tar-vectors.js';
 
 const run = promisify(execFile);
-
-class Capture extends Writable {
-  text = '';
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
-
-async function tocfs(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new Capture();
-  const stderr = new Capture();
-  const code = await main(args, { stdout, stderr });
-  return { code, out: stdout.text, err: stderr.text };
-}
 
 const LAYERS = [
   [
@@ -119,11 +104,11 @@ t.test('convert gzip + zstd + tar layers: annotations, diff_ids, and the same tr
   const original = await buildImage(join(work, 'src'), spec(['gzip', 'zstd', 'none']));
   await pushImage(reg.seedUrl, 'demo/app', 'v1', original);
   const tmp = tempDir(t, 'convert-tmp');
-  const res = await withTmpdir(tmp, () => tocfs(['convert', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:esgz`, '--chunk-size', '1M']));
+  const res = await withTmpdir(tmp, () => runTocfs(['convert', `${reg.host}/demo/app:v1`, `${reg.host}/demo/app:esgz`, '--chunk-size', '1M']));
   t.equal(res.code, 0, res.err);
   t.same(readdirSync(tmp), [], 'temp files removed');
-  const lines = res.out.trim().split('\n');
-  t.equal(lines.filter((l) => /^layer \d\/3 sha256:\w+ \((gzip|zstd|none), \d+ bytes\) -> sha256:\w+ \(estargz, \d+ bytes, \d+ uncompressed\)$/.test(l)).length, 3, res.out);
+  const lines = res.text.trim().split('\n');
+  t.equal(lines.filter((l) => /^layer \d\/3 sha256:\w+ \((gzip|zstd|none), \d+ bytes\) -> sha256:\w+ \(estargz, \d+ bytes, \d+ uncompressed\)$/.test(l)).length, 3, res.text);
   t.match(lines.at(-1), /^manifest sha256:[0-9a-f]{64} pushed to 127\.0\.0\.1:\d+\/demo\/app:esgz$/);
 
   const client = clientFor(t);
@@ -163,9 +148,9 @@ t.test('Docker schema2 source: Docker gzip layer type; --prioritize puts files b
   const reg = await startRegistry(t);
   const image = await buildImage(tempDir(t, 'docker-src'), spec(['gzip', 'gzip', 'none'], 'docker'));
   await pushImage(reg.seedUrl, 'demo/docker', 'v1', image);
-  const res = await tocfs(['convert', `${reg.host}/demo/docker:v1`, `${reg.host}/other/repo:esgz`, '--prioritize', '/etc/hello', '--prioritize', 'nowhere']);
+  const res = await runTocfs(['convert', `${reg.host}/demo/docker:v1`, `${reg.host}/other/repo:esgz`, '--prioritize', '/etc/hello', '--prioritize', 'nowhere']);
   t.equal(res.code, 0, res.err);
-  t.match(res.out, /^warning: --prioritize nowhere: no layer has it$/m);
+  t.match(res.text, /^warning: --prioritize nowhere: no layer has it$/m);
   const client = clientFor(t);
   const dst = `${reg.host}/other/repo:esgz`;
   const { doc, mediaType } = await fetchManifest(client, dst);
@@ -178,13 +163,13 @@ t.test('Docker schema2 source: Docker gzip layer type; --prioritize puts files b
 });
 
 t.test('usage errors: zstd-chunked is not supported yet, bad sizes, missing DST', async (t) => {
-  const zstd = await tocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'zstd-chunked']);
+  const zstd = await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'zstd-chunked']);
   t.equal(zstd.code, 2);
   t.match(zstd.err, /--format zstd-chunked is not supported yet/);
-  t.match((await tocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'squashfs'])).err, /unknown --format "squashfs"/);
-  t.match((await tocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '0'])).err, /--chunk-size "0" is not a positive size/);
-  t.match((await tocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '65M'])).err, /--chunk-size is at most 67108864 bytes/);
-  const missing = await tocfs(['convert', 'a.example/x:1']);
+  t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'squashfs'])).err, /unknown --format "squashfs"/);
+  t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '0'])).err, /--chunk-size "0" is not a positive size/);
+  t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '65M'])).err, /--chunk-size is at most 67108864 bytes/);
+  const missing = await runTocfs(['convert', 'a.example/x:1']);
   t.equal(missing.code, 2);
   t.match(missing.err, /needs a source and a destination image/);
 });
@@ -209,10 +194,10 @@ t.test('a layer that is not a tar, or not gzip, fails with exit 1 naming the lay
     manifest.layers.push({ mediaType: MEDIA_TYPES.oci.layer.gzip, digest: sha(blob), size: blob.length });
     await putManifest(reg.seedUrl, 'demo/broken', tag, MEDIA_TYPES.oci.manifest, Buffer.from(JSON.stringify(manifest)));
     const tmp = tempDir(t, 'broken-tmp');
-    const res = await withTmpdir(tmp, () => tocfs(['convert', `${reg.host}/demo/broken:${tag}`, `${reg.host}/demo/broken:out`]));
+    const res = await withTmpdir(tmp, () => runTocfs(['convert', `${reg.host}/demo/broken:${tag}`, `${reg.host}/demo/broken:out`]));
     t.equal(res.code, 1, tag);
     t.match(res.err, `tocfs convert: layer ${sha(blob)}: ${error}`, tag);
-    t.match(res.out, /^layer 1\/2 /m, 'the first layer was converted before the failure');
+    t.match(res.text, /^layer 1\/2 /m, 'the first layer was converted before the failure');
     t.same(readdirSync(tmp), [], 'temp dir removed on error');
   }
   const client = clientFor(t);

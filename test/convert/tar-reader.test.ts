@@ -10,7 +10,8 @@ import { FormatError } from '../../src/errors.js';
 import { readTar, TarReader, type TarEvent } from '../../src/formats/tar/reader.js';
 import { contentBytes, file, tarBytes } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
-import { CAP_SETUID, EVERY, comparable, expectedOf, readAll, xattrsHex } from './tar-vectors.js';
+import { CAP_SETUID } from '../support/vectors.js';
+import { EVERY, comparable, expectedOf, readAll, xattrsHex } from './tar-vectors.js';
 
 const STEPS = [1, 7, 511, 512, 4096, Infinity];
 

@@ -14,12 +14,7 @@ import {
   whiteout,
   type TarEntry,
 } from '../support/tar-dsl.js';
-
-// CAP_SETUID (bit 7) makes the permitted mask's first byte 0x80, which is not valid UTF-8 on its own.
-export const CAP_SETUID = Buffer.from([0x01, 0, 0, 0x02, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-export const LONG_DIR = 'deep/'.repeat(30); // 150 bytes: needs the ustar prefix
-export const LONG_NAME = `${'n'.repeat(120)}.txt`; // no ustar split can hold it: PAX path
-export const UNICODE = 'ünïcødé/☃ snow.txt';
+import { CAP_SETUID, LONG_DIR, LONG_NAME, UNICODE } from '../support/vectors.js';
 
 export const EVERY: readonly TarEntry[] = [
   dir('etc', { mode: 0o755, mtime: new Date('2021-02-03T04:05:06Z') }),

@@ -1,13 +1,13 @@
 // The fetch policy of DESIGN.md §2, asserted on a recording source that fails the test whenever a byte
 // range is fetched twice.
 import t, { type Test } from 'tap';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { DigestMismatchError, TocfsError } from '../../src/errors.js';
 import type { TocEntry } from '../../src/formats/toc.js';
 import { openDiskStore } from '../../src/layers/disk-store.js';
 import { ChunkFetcher, type ChunkLayer, type ChunkRef, type FetcherOptions } from '../../src/layers/fetcher.js';
 import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/layer.js';
 import { MemoryChunkStore } from '../../src/layers/memory-store.js';
+import { recordChannels } from '../support/channels.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
 import { tempDir } from '../support/tmp.js';
 import { buildFakeBlob, fakeCodec, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
@@ -61,14 +61,6 @@ async function rig(t: Test, files: FakeFile[], opts: Partial<FetcherOptions> = {
         tocSource: 'blob',
       }).verify(fb.tocDigest),
   };
-}
-
-function events(t: Test, name: string): unknown[] {
-  const seen: unknown[] = [];
-  const on = (m: unknown): void => void seen.push(m);
-  subscribe(name, on);
-  t.teardown(() => unsubscribe(name, on));
-  return seen;
 }
 
 const chunksOf = (content: Buffer, size: number): Buffer[] => {
@@ -172,7 +164,7 @@ t.test('a failed verification fills no cache; retried once uncached, then BAD_DA
   const target = r.entry('dir/file').chunks[1]!;
   r.src.allowRefetch = true;
   r.src.inject({ fault: { corruptAt: target.compressedOffset + 20 } });
-  const fails = events(t, 'tocfs:verify:fail');
+  const fails = recordChannels(t, 'tocfs:verify:fail');
   const err = await r.fetcher.getChunks(r.layer, r.refs('dir/file', [1])).catch((e: unknown) => e);
   t.ok(err instanceof TocfsError && err.code === 'BAD_DATA', `BAD_DATA: ${String(err)}`);
   const msg = (err as Error).message;

@@ -1,6 +1,5 @@
 // The open choreography: tail read, TOC read, verification against the annotation, the TOC cache.
 import t, { type Test } from 'tap';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DigestMismatchError, FormatError } from '../../src/errors.js';
@@ -9,6 +8,7 @@ import { MemoryChunkStore } from '../../src/layers/memory-store.js';
 import { openLayer, TOC_DIGEST_ANNOTATION, type OpenLayerOptions } from '../../src/layers/open-layer.js';
 import { openTocCache, type TocCache } from '../../src/layers/toc-cache.js';
 import type { Descriptor } from '../../src/registry/types.js';
+import { recordChannels } from '../support/channels.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
 import { tempDir } from '../support/tmp.js';
 import { buildFakeBlob, fakeCodec, noise, sha256, type FakeBlob } from './fake-blob.js';
@@ -25,14 +25,6 @@ function options(t: Test, src: RecordingSource, extra: Partial<OpenLayerOptions>
   const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 1 << 20 }) });
   t.teardown(() => fetcher.close());
   return { source: src, descriptor: descriptor(src), codecs: [fakeCodec], fetcher, ...extra };
-}
-
-function events(t: Test, name: string): unknown[] {
-  const seen: unknown[] = [];
-  const on = (m: unknown): void => void seen.push(m);
-  subscribe(name, on);
-  t.teardown(() => unsubscribe(name, on));
-  return seen;
 }
 
 t.test('one tail request when the TOC fits in it', async (t) => {
@@ -111,7 +103,7 @@ t.test('a corrupt cached TOC is deleted, reported, and read again from the blob'
   bytes[bytes.length - 10]! ^= 0xff;
   await writeFile(file, bytes);
 
-  const corrupt = events(t, 'tocfs:cache:corrupt');
+  const corrupt = recordChannels(t, 'tocfs:cache:corrupt');
   const tocCache = await openTocCache(dir);
   const layer = await openLayer(options(t, src, { tocCache }));
   t.equal(layer.tocSource, 'blob');

@@ -1,26 +1,19 @@
 // Registry auth against node:http fakes: challenges, bearer tokens (anonymous, Basic, identity token),
 // the token cache, the one retry after a 401, Basic auth, and credentials kept out of errors and events.
 import t, { type Test } from 'tap';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { MockAgent } from 'undici';
 import { Authenticator } from '../../src/registry/auth.js';
 import { parseChallenges, pickChallenge } from '../../src/registry/challenge.js';
 import type { Credentials } from '../../src/registry/types.js';
-import { blobOf, json, serveBlob, sha256, startFake, testClient, type Fake } from './fake-http.js';
+import { recordChannels } from '../support/channels.js';
+import { blobDesc, blobOf, json, manifestOf, serveBlob, sha256, startFake, testClient, type Fake } from './fake-http.js';
 
 const REPO = 'team/app';
 const SERVICE = 'reg.test';
 const blob = blobOf(5000);
-const desc = { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
-const manifest = Buffer.from(
-  JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: desc.digest, size: desc.size },
-    layers: [],
-  }),
-);
+const desc = blobDesc(blob);
+const manifest = manifestOf(desc);
 
 function creds(c: Credentials) {
   return { lookup: (registry: string) => (registry.startsWith('127.0.0.1:') || registry === 'registry.example' ? c : undefined) };
@@ -247,12 +240,7 @@ t.test('Basic challenge: credentials sent to a loopback registry', async (t) => 
 t.test('credentials and tokens never appear in errors or diagnostics events', async (t) => {
   const password = 'hunter2-very-secret';
   const b64 = Buffer.from(`alice:${password}`).toString('base64');
-  const events: unknown[] = [];
-  const on = (m: unknown): void => void events.push(m);
-  for (const name of ['tocfs:registry:request', 'tocfs:registry:retry']) {
-    subscribe(name, on);
-    t.teardown(() => void unsubscribe(name, on));
-  }
+  const events = recordChannels(t, 'tocfs:registry:request', 'tocfs:registry:retry');
   const leaks = (err: unknown): string[] => {
     const text = `${String(err)}\n${inspect(err, { depth: 10 })}\n${JSON.stringify(err)}\n${inspect(events, { depth: 10 })}`;
     return [password, b64, 'alice:', 'tok-'].filter((s) => text.includes(s));

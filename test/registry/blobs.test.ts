@@ -1,15 +1,15 @@
 // Range reads, blob size and the verified blob stream against node:http fakes: every protocol edge case
 // of STYLE.md's registry list that concerns blob bytes.
 import t from 'tap';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DigestMismatchError, TocfsError } from '../../src/errors.js';
-import { blobOf, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
+import { recordChannels } from '../support/channels.js';
+import { blobDesc, blobOf, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
 
 const REPO = 'team/app';
 const blob = blobOf(100_000);
 const digest = sha256(blob);
-const desc = { mediaType: 'application/octet-stream', digest, size: blob.length };
+const desc = blobDesc(blob);
 
 async function collect(it: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const parts: Uint8Array[] = [];
@@ -291,10 +291,7 @@ t.test('streamBlob stops the request when the consumer stops early', async (t) =
 });
 
 t.test('every request is published on tocfs:registry:request and counted in stats()', async (t) => {
-  const events: Array<Record<string, unknown>> = [];
-  const on = (m: unknown): void => void events.push(m as Record<string, unknown>);
-  subscribe('tocfs:registry:request', on);
-  t.teardown(() => void unsubscribe('tocfs:registry:request', on));
+  const events = recordChannels<Record<string, unknown>>(t, 'tocfs:registry:request');
   const fake = await startFake(t, (req, res) => pingOk(req, res) || serveBlob(req, res, blob));
   const client = testClient(t);
   await client.readRange({ registry: fake.host, repository: REPO }, desc, { start: 0, end: 1000 });

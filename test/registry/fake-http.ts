@@ -3,7 +3,7 @@
 // can tell whether a connection was dropped or reused.
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import type { Test } from 'tap';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
@@ -31,7 +31,6 @@ export interface Fake {
 
 export async function startFake(t: Test, handler: Handler): Promise<Fake> {
   const requests: Recorded[] = [];
-  const sockets = new Set<Socket>();
   let connections = 0;
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -46,14 +45,35 @@ export async function startFake(t: Test, handler: Handler): Promise<Fake> {
     });
   });
   server.keepAliveTimeout = 2000;
-  server.on('connection', (s: Socket) => {
-    connections++;
+  server.on('connection', () => connections++);
+  const { port, close } = await listenLoopback(t, server);
+  return {
+    host: `127.0.0.1:${port}`,
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    calls: () => requests.filter((r) => r.path !== '/v2/'),
+    connections: () => connections,
+    close,
+  };
+}
+
+/**
+ * Starts `server` on 127.0.0.1:0 and closes it at teardown (or earlier, by `close`, which may be called
+ * again). Closing destroys the sockets still open, or a keep-alive connection would hold it open.
+ * `socketEvent` is 'secureConnection' for a TLS server, to track only sockets past the handshake.
+ */
+export async function listenLoopback(
+  t: Test,
+  server: Server,
+  socketEvent: 'connection' | 'secureConnection' = 'connection',
+): Promise<{ readonly port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  server.on(socketEvent, (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -63,14 +83,7 @@ export async function startFake(t: Test, handler: Handler): Promise<Fake> {
       await closed;
     })());
   t.teardown(close);
-  return {
-    host: `127.0.0.1:${port}`,
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    calls: () => requests.filter((r) => r.path !== '/v2/'),
-    connections: () => connections,
-    close,
-  };
+  return { port: (server.address() as AddressInfo).port, close };
 }
 
 /** A client with fast retries, closed at teardown. */
@@ -95,6 +108,23 @@ export function blobOf(size: number, seed = 1): Buffer {
     out[i] = x & 0xff;
   }
   return out;
+}
+
+/** The descriptor the client is given for `blob`. */
+export function blobDesc(blob: Buffer): { mediaType: string; digest: string; size: number } {
+  return { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
+}
+
+/** The bytes of an OCI image manifest with no layers whose config is `config`. */
+export function manifestOf(config: { readonly digest: string; readonly size: number }): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config.digest, size: config.size },
+      layers: [],
+    }),
+  );
 }
 
 export function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

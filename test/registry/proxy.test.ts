@@ -1,14 +1,13 @@
 // HTTP_PROXY / NO_PROXY (DESIGN.md §1.1: worker nodes reach registries through site caches), with a
 // tiny forward proxy on loopback that counts what it forwards.
 import t, { type Test } from 'tap';
-import { once } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { blobOf, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
+import type { Socket } from 'node:net';
+import { blobDesc, blobOf, listenLoopback, pingOk, serveBlob, startFake, testClient } from './fake-http.js';
 
 const REPO = 'team/app';
 const blob = blobOf(3000);
-const desc = { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
+const desc = blobDesc(blob);
 const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
 
 /** Sets proxy variables for this test only (tap runs each file in its own process). */
@@ -35,7 +34,6 @@ interface ForwardProxy {
 async function startForwardProxy(t: Test): Promise<ForwardProxy> {
   const forwarded: string[] = [];
   const tunnels: string[] = [];
-  const sockets = new Set<Socket>();
   const server = http.createServer((req, res) => {
     forwarded.push(req.url ?? '');
     const target = new URL(req.url ?? '');
@@ -54,19 +52,8 @@ async function startForwardProxy(t: Test): Promise<ForwardProxy> {
     tunnels.push(req.url ?? '');
     socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n');
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    const closed = once(server, 'close');
-    server.close();
-    for (const s of sockets) s.destroy();
-    await closed;
-  });
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, forwarded, tunnels };
+  const { port } = await listenLoopback(t, server);
+  return { url: `http://127.0.0.1:${port}`, forwarded, tunnels };
 }
 
 t.test('HTTP_PROXY is honoured', async (t) => {

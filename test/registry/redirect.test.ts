@@ -1,11 +1,11 @@
 // Blob redirects to a CDN / S3-style signed URL: resolved once per blob, used without registry
 // credentials, resolved again when the target refuses the signature or it expires.
 import t, { type Test } from 'tap';
-import { blobOf, json, serveBlob, sha256, startFake, testClient, type Fake } from './fake-http.js';
+import { blobDesc, blobOf, json, serveBlob, startFake, testClient, type Fake } from './fake-http.js';
 
 const REPO = 'team/app';
 const blob = blobOf(50_000);
-const desc = { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
+const desc = blobDesc(blob);
 const TOKEN = 'Bearer registry-token';
 
 interface Setup {

@@ -1,22 +1,15 @@
 // Retries: which failures are retried, how long we wait, and the error after the last try.
 import t, { type Test } from 'tap';
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { TocfsError } from '../../src/errors.js';
 import { TransientError } from '../../src/registry/http.js';
 import { backoffMs, isRetryable, retryPolicy, withRetry } from '../../src/registry/retry.js';
-import { blobOf, json, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
+import { recordChannels } from '../support/channels.js';
+import { blobDesc, blobOf, json, manifestOf, pingOk, serveBlob, sha256, startFake, testClient } from './fake-http.js';
 
 const REPO = 'team/app';
 const blob = blobOf(10_000);
-const desc = { mediaType: 'application/octet-stream', digest: sha256(blob), size: blob.length };
-const manifest = Buffer.from(
-  JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: desc.digest, size: desc.size },
-    layers: [],
-  }),
-);
+const desc = blobDesc(blob);
+const manifest = manifestOf(desc);
 const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 
 function serveManifest(res: import('node:http').ServerResponse): void {
@@ -25,11 +18,7 @@ function serveManifest(res: import('node:http').ServerResponse): void {
 }
 
 function retryEvents(t: Test): Array<Record<string, unknown>> {
-  const seen: Array<Record<string, unknown>> = [];
-  const on = (m: unknown): void => void seen.push(m as Record<string, unknown>);
-  subscribe('tocfs:registry:retry', on);
-  t.teardown(() => void unsubscribe('tocfs:registry:retry', on));
-  return seen;
+  return recordChannels(t, 'tocfs:registry:retry');
 }
 
 t.test('500 then success', async (t) => {

@@ -2,11 +2,9 @@
 // peer does not speak TLS; a certificate we cannot verify is an error, never a silent downgrade;
 // --insecure-registry hosts skip verification; `ca` adds to the trusted roots.
 import t, { type Test } from 'tap';
-import { once } from 'node:events';
 import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
 import { generateTlsMaterial, tlsMaterial, type TlsMaterial } from '../support/certs.js';
-import { blobOf, serveBlob, sha256, startFake, testClient, pingOk } from './fake-http.js';
+import { blobOf, listenLoopback, serveBlob, sha256, startFake, testClient, pingOk } from './fake-http.js';
 
 const REPO = 'team/app';
 const blob = blobOf(2000);
@@ -14,25 +12,13 @@ const digest = sha256(blob);
 
 async function startTlsFake(t: Test, m: TlsMaterial): Promise<{ host: string; requests: string[] }> {
   const requests: string[] = [];
-  const sockets = new Set<Socket>();
   const server = https.createServer({ key: m.keyPem, cert: m.certPem }, (req, res) => {
     requests.push(`${req.method} ${req.url}`);
     if (pingOk(req, res)) return;
     serveBlob(req, res, blob);
   });
-  server.on('secureConnection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(async () => {
-    const closed = once(server, 'close');
-    server.close();
-    for (const s of sockets) s.destroy();
-    await closed;
-  });
-  return { host: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests };
+  const { port } = await listenLoopback(t, server, 'secureConnection');
+  return { host: `127.0.0.1:${port}`, requests };
 }
 
 t.test('a loopback registry that speaks TLS is used over TLS with the given CA', async (t) => {

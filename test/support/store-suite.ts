@@ -1,10 +1,10 @@
 // The ChunkStore contract (STYLE.md item 11; cvmfs cache_plugin, undici cacheStoreTests), run unchanged
 // against every store. Persistence checks (crash leftovers, corruption, reuse after restart) run for the
 // stores that say how to reach their files.
-import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { Test } from 'tap';
 import type { ChunkStore } from '../../src/layers/chunk-store.js';
 import { noise, sha256 } from '../layers/fake-blob.js';
+import { recordChannels } from './channels.js';
 
 export interface PersistentStore {
   /** Opens the same directory again, as a restarted daemon would (the old store is NOT closed: a crash). */
@@ -183,10 +183,7 @@ export function chunkStoreSuite(t: Test, makeStore: MakeStore): void {
     const a = chunk(40, 4096);
     await put(store, a);
     await persistent.corrupt(a.digest);
-    const events: unknown[] = [];
-    const onEvent = (m: unknown): void => void events.push(m);
-    subscribe('tocfs:cache:corrupt', onEvent);
-    t.teardown(() => unsubscribe('tocfs:cache:corrupt', onEvent));
+    const events = recordChannels(t, 'tocfs:cache:corrupt');
     t.equal(await store.get(a.digest), undefined);
     t.equal(await persistent.exists(a.digest), false, 'file deleted');
     t.equal(events.length, 1);

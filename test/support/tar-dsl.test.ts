@@ -20,6 +20,7 @@ import {
   whiteout,
   type TarEntry,
 } from './tar-dsl.js';
+import { CAP_SETUID, LONG_DIR, LONG_NAME, UNICODE } from './vectors.js';
 
 interface Seen {
   path: string;
@@ -82,12 +83,6 @@ async function nodeTarList(source: AsyncIterable<Buffer> | Buffer, stopAfter = I
 
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-// CAP_SETUID (bit 7) makes the permitted mask's first byte 0x80, which is not valid UTF-8 on its own.
-const CAP_SETUID = Buffer.from([0x01, 0, 0, 0x02, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-const longDir = 'deep/'.repeat(30); // 150 bytes: needs the ustar prefix
-const longName = `${'n'.repeat(120)}.txt`; // 124 bytes: no ustar split can hold it
-const unicode = 'ünïcødé/☃ snow.txt';
-
 const every: TarEntry[] = [
   dir('etc', { mode: 0o755, mtime: new Date('2021-02-03T04:05:06Z') }),
   file('etc/passwd', 'root:x:0:0::/root:/bin/sh\n', { uid: 0, gid: 0, uname: 'root', gname: 'root' }),
@@ -102,9 +97,9 @@ const every: TarEntry[] = [
   fifo('run/pipe', { mode: 0o600 }),
   whiteout('var/gone'),
   opaque('opt'),
-  file(`${longDir}${longName}`, 'long'),
-  symlink('long-link', `${longDir}${longName}`),
-  file(unicode, 'unicode', { uid: 1_000_000, gid: 2_000_000, uname: 'u'.repeat(40), mtime: new Date(1_600_000_000_250) }),
+  file(`${LONG_DIR}${LONG_NAME}`, 'long'),
+  symlink('long-link', `${LONG_DIR}${LONG_NAME}`),
+  file(UNICODE, 'unicode', { uid: 1_000_000, gid: 2_000_000, uname: 'u'.repeat(40), mtime: new Date(1_600_000_000_250) }),
   file('gen/pattern', { size: 3 * 1024 * 1024 + 17 }),
   file('gen/zeros', { size: 100_000, sparse: true }),
   file('gen/ones', { size: 1000, fill: 0xff }),
@@ -130,9 +125,9 @@ t.test('every entry type reads back through node-tar with its metadata', async (
   t.match(by.get('run/pipe'), { type: 'FIFO', mode: 0o600 });
   t.ok(by.has('var/.wh.gone'), 'whiteout is a .wh. file in the same directory');
   t.ok(by.has('opt/.wh..wh..opq'), 'opaque marker inside the directory');
-  t.match(by.get(`${longDir}${longName}`), { sha: sha(Buffer.from('long')) });
-  t.match(by.get('long-link'), { linkpath: `${longDir}${longName}` });
-  t.match(by.get(unicode), { uid: 1_000_000, gid: 2_000_000, uname: 'u'.repeat(40), mtime: 1_600_000_000_250 });
+  t.match(by.get(`${LONG_DIR}${LONG_NAME}`), { sha: sha(Buffer.from('long')) });
+  t.match(by.get('long-link'), { linkpath: `${LONG_DIR}${LONG_NAME}` });
+  t.match(by.get(UNICODE), { uid: 1_000_000, gid: 2_000_000, uname: 'u'.repeat(40), mtime: 1_600_000_000_250 });
   for (const e of every.filter((x) => x.type === 'file')) {
     t.equal(by.get(e.path)?.sha, sha(contentBytes(e)), `${e.path} content`);
   }

@@ -13,6 +13,14 @@ export interface Vector {
 /** CAP_NET_RAW as `setcap cap_net_raw+ep` stores it: vfs_cap_data revision 2, not valid UTF-8. */
 export const CAP_NET_RAW = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
 
+/** CAP_SETUID (bit 7) makes the permitted mask's first byte 0x80, which is not valid UTF-8 on its own. */
+export const CAP_SETUID = Buffer.from([0x01, 0, 0, 0x02, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+/** 150 bytes: a path under it needs the ustar prefix. */
+export const LONG_DIR = 'deep/'.repeat(30);
+/** 124 bytes: no ustar split can hold it, so a tar writer needs a PAX path. */
+export const LONG_NAME = `${'n'.repeat(120)}.txt`;
+export const UNICODE = 'ünïcødé/☃ snow.txt';
+
 const deep = Array.from({ length: 60 }, (_, i) => `d${i}`).join('/');
 
 export const VECTORS: readonly Vector[] = [

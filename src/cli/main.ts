@@ -2,6 +2,7 @@ import { isTocfsError } from '../errors.js';
 import { runConvert } from './convert.js';
 import { runLs } from './ls.js';
 import { runCat } from './cat.js';
+import { runMount, runUnmount } from './mount.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage: tocfs <command> [options]
@@ -12,12 +13,16 @@ commands:
   cat REF PATH [--layer D]   write one file of one layer to stdout, fetching only the chunks it needs
   convert SRC DST [--format estargz] [--prioritize PATH]... [--chunk-size N]
                              rewrite an image's layers as eStargz and push it as DST
+  mount MNT [--allow-other] [--allow-suid] [--no-cvmfs] [--debug]
+                             serve MNT/images/HOST/REPO:TAG/... in the foreground (logs to stderr);
+                             SIGINT/SIGTERM unmount and exit 0; a stale mount at MNT is cleaned first
+  unmount MNT                unmount (lazily when busy)
 
 registry options (every command):
   --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)
   --insecure-registry HOST[:PORT] plain HTTP or unverified TLS for that registry (repeatable);
                                   loopback registries are plain HTTP by default
-cache options (ls, cat):
+cache options (ls, cat, mount):
   --cache-dir DIR     verified chunks and TOCs, reused across runs (default $XDG_CACHE_HOME/tocfs)
   --cache-size BYTES  disk cache bound, LRU eviction (default 10G)
 Credentials come from $DOCKER_CONFIG/config.json or ~/.docker/config.json; HTTP(S)_PROXY and NO_PROXY
@@ -34,6 +39,8 @@ const commands: Record<string, Command> = {
   ls: runLs,
   cat: runCat,
   convert: runConvert,
+  mount: runMount,
+  unmount: runUnmount,
 };
 
 /** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */

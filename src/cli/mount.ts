@@ -1,0 +1,79 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
+import { createDaemon } from '../fuse/daemon.js';
+import { unmountPath } from '../fuse/mount.js';
+import { parsePlatform } from '../registry/platform.js';
+import { cacheOptionSpec, cacheSettings } from './cache-options.js';
+import { registryOptionSpec } from './registry-options.js';
+import { UsageError } from './usage.js';
+
+const mountOptionSpec = {
+  ...registryOptionSpec,
+  ...cacheOptionSpec,
+  'allow-other': { type: 'boolean' },
+  'allow-suid': { type: 'boolean' },
+  cvmfs: { type: 'string' },
+  'no-cvmfs': { type: 'boolean' },
+  config: { type: 'string' },
+  debug: { type: 'boolean' },
+} as const;
+
+function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function onlyMountpoint(positionals: string[]): string {
+  const [mnt, ...extra] = positionals;
+  if (mnt === undefined) throw new UsageError('missing mount point (MNT)');
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  return mnt;
+}
+
+/** `tocfs mount MNT`: mounts, serves in the foreground until SIGINT/SIGTERM or an unmount, then exits 0. */
+export async function runMount(argv: string[], _out: NodeJS.WritableStream): Promise<void> {
+  const parsed = parse(argv, mountOptionSpec);
+  const values = parsed.values as {
+    platform?: string;
+    'insecure-registry'?: string[];
+    'cache-dir'?: string;
+    'cache-size'?: string;
+    'allow-other'?: boolean;
+    'allow-suid'?: boolean;
+    cvmfs?: string;
+    'no-cvmfs'?: boolean;
+    config?: string;
+    debug?: boolean;
+  };
+  const mountpoint = onlyMountpoint(parsed.positionals);
+  if (values.cvmfs !== undefined) throw new UsageError('--cvmfs is not supported yet (CVMFS layers come in a later release)');
+  if (values.config !== undefined) throw new UsageError('--config is not supported yet');
+  const cache = cacheSettings(values);
+  const log = (line: string): void => {
+    process.stderr.write(`tocfs: ${line}\n`);
+  };
+  const daemon = await createDaemon({
+    mountpoint,
+    cacheDir: cache.cacheDir,
+    cacheSize: cache.cacheSize,
+    ...(values.platform ? { platform: parsePlatform(values.platform) } : {}),
+    insecureRegistries: values['insecure-registry'] ?? [],
+    allowOther: !!values['allow-other'],
+    allowSuid: !!values['allow-suid'],
+    debug: !!values.debug,
+    log,
+  });
+  log(`mounted at ${daemon.mount.mountpoint} (cache ${cache.cacheDir}); SIGINT or SIGTERM unmounts`);
+  await daemon.closed;
+  log(`unmounted ${daemon.mount.mountpoint}`);
+}
+
+/** `tocfs unmount MNT`: unmounts, lazily when the tree is busy. */
+export async function runUnmount(argv: string[], _out: NodeJS.WritableStream): Promise<void> {
+  const parsed = parse(argv, {});
+  await unmountPath(onlyMountpoint(parsed.positionals));
+}

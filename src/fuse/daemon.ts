@@ -1,0 +1,110 @@
+/**
+ * The composition root of `tocfs mount` (STYLE.md item 13): registry client -> layer service -> image
+ * filesystem -> FUSE mount, built in that order and closed in reverse.
+ */
+import { createLayerService, type LayerService } from '../layers/layer-service.js';
+import { createImageFilesystem, type Figures } from '../image/namespace.js';
+import type { Filesystem } from '../image/filesystem.js';
+import { RegistryClient } from '../registry/client.js';
+import { loadDockerConfig } from '../registry/credentials.js';
+import type { Platform } from '../registry/types.js';
+import { mountFilesystem, type Mount } from './mount.js';
+
+export interface DaemonConfig {
+  readonly mountpoint: string;
+  readonly cacheDir: string;
+  readonly cacheSize: number;
+  /** Memory budget for decoded chunks. Default 256 MiB. */
+  readonly memoryCacheBytes?: number;
+  readonly platform?: Platform;
+  readonly insecureRegistries?: readonly string[];
+  readonly allowOther?: boolean;
+  readonly allowSuid?: boolean;
+  /** Unmount on SIGINT/SIGTERM. Default true. */
+  readonly handleSignals?: boolean;
+  readonly debug?: boolean;
+  /** One line per event (stderr in the CLI). */
+  readonly log: (line: string) => void;
+}
+
+export interface Daemon {
+  readonly mount: Mount;
+  /** Resolves once the mount is gone (a signal, `tocfs unmount`, or `close()`) and everything is closed. */
+  readonly closed: Promise<void>;
+  /** Unmounts, then closes the filesystem, the layer service and the registry client. Idempotent. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_MEMORY_CACHE_BYTES = 256 * 2 ** 20;
+
+export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
+  const disposers: (() => Promise<void>)[] = [];
+  const disposeAll = async (): Promise<void> => {
+    while (disposers.length > 0) {
+      const dispose = disposers.pop()!;
+      try {
+        await dispose();
+      } catch (err) {
+        config.log(`close: ${(err as Error).message}`);
+      }
+    }
+  };
+  try {
+    const credentials = await loadDockerConfig();
+    const client = new RegistryClient({
+      credentials,
+      insecureRegistries: config.insecureRegistries ?? [],
+      ...(config.platform ? { platform: config.platform } : {}),
+    });
+    disposers.push(() => client.close());
+
+    const layers = await createLayerService({
+      client,
+      cacheDir: config.cacheDir,
+      cacheSize: config.cacheSize,
+      memoryCacheBytes: config.memoryCacheBytes ?? DEFAULT_MEMORY_CACHE_BYTES,
+    });
+    disposers.push(() => layers.close());
+
+    const fs: Filesystem = createImageFilesystem({
+      client,
+      openLayer: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
+      ...(config.platform ? { platform: config.platform } : {}),
+      log: config.log,
+      figures: () => figuresOf(layers),
+    });
+    disposers.push(() => fs.close());
+
+    const mount = await mountFilesystem(fs, config.mountpoint, {
+      allowOther: !!config.allowOther,
+      allowSuid: !!config.allowSuid,
+      handleSignals: config.handleSignals ?? true,
+      debug: !!config.debug,
+      log: config.log,
+    });
+    disposers.push(() => mount.unmount());
+
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => (closing ??= disposeAll());
+    // However the mount ends, close the rest behind it.
+    const closed = mount.closed.then(close);
+    return { mount, closed, close: () => close().then(() => closed) };
+  } catch (err) {
+    await disposeAll();
+    throw err;
+  }
+}
+
+function figuresOf(layers: LayerService): Figures {
+  const stats = layers.stats();
+  return {
+    bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched,
+    requests: stats.registry?.requests ?? stats.fetch.requests,
+    layers: Object.fromEntries(
+      stats.layers.map((l) => [
+        l.digest,
+        { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, prefetch: l.prefetch },
+      ]),
+    ),
+  };
+}

@@ -1,13 +1,19 @@
 // The README's main job on its embedded default: a loopback registry (Debian's docker-registry, temp
-// storage) seeded with a small demo image, then tocfs reads that image the way it reads any registry.
-import { spawnSync } from 'node:child_process';
+// storage) seeded with a small runnable image made of this host's /bin/sh, ls and cat; tocfs converts it
+// to eStargz, mounts the registry's images with `tocfs mount`, runs a command inside the image with
+// chroot, shows what moved, and unmounts.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import { startRegistry } from '../test/support/registry.js';
 import { buildImage } from '../test/support/image-builder.js';
+import { hostRootfsEntries } from '../test/support/host-rootfs.js';
 import { pushImage } from '../test/support/push.js';
 import { makeTempDir, removeDir } from '../test/support/tmp.js';
-import { dir, file, hardlink, symlink, whiteout } from '../test/support/tar-dsl.js';
+import { dir, file, symlink } from '../test/support/tar-dsl.js';
 
 const tocfs = fileURLToPath(new URL('../bin/tocfs.js', import.meta.url));
 
@@ -15,19 +21,32 @@ const tocfs = fileURLToPath(new URL('../bin/tocfs.js', import.meta.url));
 const cleanups: (() => unknown)[] = [];
 const owner = { teardown: (fn: () => unknown) => void cleanups.push(fn) } as unknown as Test;
 
-function run(args: string[]): void {
-  process.stdout.write(`\n$ tocfs ${args.join(' ')}\n`);
-  const res = spawnSync(process.execPath, [tocfs, ...args], { stdio: 'inherit' });
-  if (res.status !== 0) throw new Error(`tocfs ${args[0]} exited with ${res.status ?? res.signal}`);
+async function run(command: string, args: string[]): Promise<void> {
+  process.stdout.write(`\n$ ${command === process.execPath ? 'tocfs' : command} ${(command === process.execPath ? args.slice(1) : args).join(' ')}\n`);
+  const child = spawn(command, args, { stdio: 'inherit' });
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  if (code !== 0) throw new Error(`${command} ${args[0]} exited with ${code ?? signal}`);
+}
+
+const runTocfs = (...args: string[]) => run(process.execPath, [tocfs, ...args]);
+
+async function waitForMount(mountpoint: string, daemon: ReturnType<typeof spawn>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (daemon.exitCode !== null) throw new Error(`tocfs mount exited with ${daemon.exitCode}`);
+    if ((await readFile('/proc/mounts', 'utf8')).split('\n').some((l) => l.split(' ')[1] === mountpoint)) return;
+    await sleep(50);
+  }
+  throw new Error(`${mountpoint} did not appear in /proc/mounts`);
 }
 
 async function main(): Promise<void> {
   const registry = await startRegistry(owner);
   const work = makeTempDir('demo');
   cleanups.push(() => removeDir(work));
-  const image = await buildImage(work, {
+  const image = await buildImage(`${work}/image`, {
     config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'], Cmd: ['/bin/sh', '/app/hello.sh'] },
     layers: [
+      { compression: 'gzip', entries: hostRootfsEntries(['/bin/sh', '/bin/ls', '/bin/cat']) },
       {
         compression: 'gzip',
         entries: [
@@ -35,22 +54,38 @@ async function main(): Promise<void> {
           file('etc/os-release', 'PRETTY_NAME="tocfs demo"\nID=tocfs-demo\n'),
           dir('app'),
           file('app/hello.sh', 'echo "hello from a lazily pulled image"\n', { mode: 0o755 }),
-          file('app/data.bin', { size: 3 << 20 }),
-          file('app/obsolete.txt', 'removed by the next layer\n'),
+          file('app/data.bin', { size: 64 << 20 }),
+          symlink('app/latest', 'hello.sh'),
         ],
       },
-      {
-        compression: 'gzip',
-        entries: [whiteout('app/obsolete.txt'), symlink('app/latest', 'hello.sh'), hardlink('app/hello-again.sh', 'app/hello.sh')],
-      },
-      { compression: 'zstd', entries: [file('etc/motd', 'layer three is zstd-compressed\n')] },
     ],
   });
-  const ref = `${registry.host}/demo/hello:1.0`;
+  const host = registry.host;
   await pushImage(registry.seedUrl, 'demo/hello', '1.0', image);
-  process.stdout.write(`demo registry at ${registry.url}, image ${ref}\n`);
-  run(['ls', ref, '--layers']);
-  run(['ls', ref]);
+  process.stdout.write(`demo registry at ${registry.url}, image ${host}/demo/hello:1.0 (a 64 MiB data file it never reads)\n`);
+
+  await runTocfs('convert', `${host}/demo/hello:1.0`, `${host}/demo/hello:1.0-estargz`);
+  await runTocfs('ls', `${host}/demo/hello:1.0-estargz`, '--layers');
+
+  const mountpoint = `${work}/mnt`;
+  const cacheDir = `${work}/cache`;
+  process.stdout.write(`\n$ tocfs mount ${mountpoint} --cache-dir ${cacheDir} &\n`);
+  const daemon = spawn(process.execPath, [tocfs, 'mount', mountpoint, '--cache-dir', cacheDir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const exited = once(daemon, 'exit');
+  cleanups.push(async () => {
+    if (daemon.exitCode === null) {
+      daemon.kill('SIGTERM');
+      await exited;
+    }
+  });
+  await waitForMount(mountpoint, daemon);
+  const root = `${mountpoint}/images/${host}/demo/hello:1.0-estargz`;
+  await run('chroot', [root, '/bin/sh', '-c', '. /app/hello.sh; cat /etc/os-release; ls -l /app']);
+  await run('python3', ['-c', `import os; p=${JSON.stringify(root)}; print("bytes fetched from the registry:", os.getxattr(p, "user.tocfs.bytes_fetched").decode(), "of", ${image.layers.reduce((n, l) => n + l.size, 0)}, "in the image's layers")`]);
+  await runTocfs('unmount', mountpoint);
+  const [code] = (await exited) as [number | null];
+  if (code !== 0) throw new Error(`tocfs mount exited with ${code} after unmount`);
+  process.stdout.write('\ntocfs mount exited cleanly after the unmount\n');
 }
 
 try {

@@ -102,6 +102,8 @@ export function fuseOptions(opts: MountOptions): { native: Fuse.FuseOptions; ext
     allowOther: !!opts.allowOther,
     defaultPermissions: !!opts.allowOther,
     debug: !!opts.debug,
+    // A systemd unit or a fresh container mounts at a path nobody made yet.
+    mkdir: true,
   };
   const extra = ['ro', 'nodev', 'use_ino'];
   if (!opts.allowSuid) extra.push('nosuid');

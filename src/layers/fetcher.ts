@@ -196,27 +196,27 @@ export class ChunkFetcher {
   }
 
   async #fill(layer: ChunkLayer, mine: Pending[], opts: GetChunksOptions): Promise<void> {
-    let todo = mine;
+    let pending = mine;
     try {
       // Again: a fetch that settled between the caller's memory miss and its registration left it there.
-      todo = await this.#fromStore(layer, this.#memory, todo);
-      if (this.#disk) todo = await this.#fromStore(layer, this.#disk, todo);
-      if (todo.length === 0) return;
-      let failed = await this.#fetchUnits(layer, todo, 1, opts);
+      pending = await this.#fromStore(layer, this.#memory, pending);
+      if (this.#disk) pending = await this.#fromStore(layer, this.#disk, pending);
+      if (pending.length === 0) return;
+      let failed = await this.#fetchUnits(layer, pending, 1, opts);
       if (failed.length > 0) {
         this.#figures.retries += failed.length;
         failed = await this.#fetchUnits(layer, failed, 2, opts);
       }
       for (const p of failed) this.#settle(p, undefined, finalError(layer.digest, p.unit, p.error));
     } catch (err) {
-      for (const p of todo) this.#settle(p, undefined, err); // settling twice is a no-op
+      for (const p of pending) this.#settle(p, undefined, err); // settling twice is a no-op
     }
   }
 
   /** Settles what `store` has (copying disk hits to memory); returns the rest. */
-  async #fromStore(layer: ChunkLayer, store: ChunkStore, todo: Pending[]): Promise<Pending[]> {
+  async #fromStore(layer: ChunkLayer, store: ChunkStore, pending: Pending[]): Promise<Pending[]> {
     const found = await Promise.all(
-      todo.map((p) =>
+      pending.map((p) =>
         store.get(p.unit.key).catch((error: unknown) => {
           publish(cacheErrorChannel, { store: store === this.#memory ? 'memory' : 'chunks', op: 'read', digest: p.unit.key, error });
           return undefined;
@@ -224,7 +224,7 @@ export class ChunkFetcher {
       ),
     );
     const rest: Pending[] = [];
-    for (const [i, p] of todo.entries()) {
+    for (const [i, p] of pending.entries()) {
       const bytes = found[i];
       if (bytes === undefined || bytes.byteLength !== p.unit.size) {
         rest.push(p);

@@ -39,6 +39,7 @@ class Index implements TocIndex {
   readonly #names: ReadonlyMap<string, TocEntry>;
   /** Per directory, its children's full paths in TOC order (the name table's own key strings). */
   readonly #children: ReadonlyMap<string, readonly string[]>;
+  readonly #externalLinks: ReadonlyMap<string, string>;
 
   constructor(
     format: TocFormat,
@@ -47,6 +48,7 @@ class Index implements TocIndex {
     children: Map<string, string[]>,
     size: number,
     prefetchEnd: number | undefined,
+    externalLinks: ReadonlyMap<string, string>,
   ) {
     this.format = format;
     this.tocOffset = tocOffset;
@@ -55,6 +57,7 @@ class Index implements TocIndex {
     if (prefetchEnd !== undefined) this.prefetch = Object.freeze({ start: 0, end: prefetchEnd });
     this.#names = names;
     this.#children = children;
+    this.#externalLinks = externalLinks;
   }
 
   lookup(path: string): TocEntry | undefined {
@@ -69,6 +72,10 @@ class Index implements TocIndex {
 
   walk(): Iterable<[path: string, entry: TocEntry]> {
     return this.#names.entries();
+  }
+
+  externalLinks(): ReadonlyMap<string, string> {
+    return this.#externalLinks;
   }
 }
 
@@ -89,6 +96,10 @@ class Indexer {
   readonly #uncompressed: boolean;
   /** Every explicit name in TOC order; a hardlink's name maps to its target's entry. */
   readonly explicit = new Map<string, Entry>();
+  /** Hardlinks to a name this layer does not hold (yet): link path -> target path, in TOC order. */
+  readonly external = new Map<string, string>();
+  /** Raw entry number of each external link, to name it if `finish` refuses it. */
+  readonly #externalAt = new Map<string, number>();
   readonly #hiddenSeen = new Set<string>();
   /** Chunks with a compressed span, in TOC order, for the compressedEnd pass. */
   readonly #spans: Chunk[] = [];
@@ -134,7 +145,7 @@ class Indexer {
     this.#finishFile();
     const path = normalizePath(raw.name, this.#limits);
     if (!path.includes('/') && HIDDEN.has(path)) return this.#addHidden(raw, path);
-    if (this.explicit.has(path)) {
+    if (this.explicit.has(path) || this.external.has(path)) {
       // eStargz writers never repeat a name (stargz Build keeps the last copy of a tar entry, and its
       // Verifier rejects an offset "found twice"); a repeat could make two readers see different files.
       this.fail('duplicate name');
@@ -185,16 +196,26 @@ class Indexer {
   }
 
   /**
-   * Security: the target must be an earlier, non-directory entry of this same layer. A hardlink to a name
-   * outside the layer would hand out a file the layer does not contain (CVE-2018-20482-style link
-   * following); a hardlink to a directory would make the tree a graph; a forward reference lets two
-   * orders of reading disagree. `normalizePath` has already refused `..` in the target.
+   * Security: the target is a path inside the image root (`normalizePath` has refused `..`, and a leading
+   * `/` names the root, as in umoci, which joins it under the rootfs), never a directory (that would make
+   * the tree a graph). An earlier entry of this layer shares its TocEntry. Any other target is kept as an
+   * external link (`TocIndex.externalLinks`) for the merged view to resolve against the LOWER layers: a
+   * layer may link to a file an earlier layer made (umoci unpack does), and refusing it failed the whole
+   * image. It never reaches outside the image (CVE-2018-20482 is link following out of the extraction
+   * root; here the target only ever names a path of the merged tree). A forward reference to a later
+   * entry of this layer is still refused in `finish` (two orders of reading would disagree).
    */
   #addHardlink(raw: RawTocEntry, path: string): void {
     if (typeof raw.linkName !== 'string') this.fail('hardlink without a linkName');
     const target = normalizePath(raw.linkName, this.#limits);
+    if (target === '') this.fail('hardlink target "" is a directory');
     const entry = this.explicit.get(target);
-    if (entry === undefined) this.fail(`hardlink target ${JSON.stringify(target)} is not an earlier entry of this layer`);
+    if (entry === undefined) {
+      // A link to an earlier external link of this layer is one more name of the same lower file.
+      this.external.set(path, this.external.get(target) ?? target);
+      this.#externalAt.set(path, this.#index);
+      return;
+    }
     if (entry.type === 'dir') this.fail(`hardlink target ${JSON.stringify(target)} is a directory`);
     entry.nlink++;
     this.explicit.set(path, entry);
@@ -278,6 +299,13 @@ class Indexer {
 
   finish(): void {
     this.#finishFile();
+    for (const [path, target] of this.external) {
+      if (this.explicit.has(target) || this.external.has(target)) {
+        this.#index = this.#externalAt.get(path)!;
+        this.#name = path;
+        this.fail(`hardlink target ${JSON.stringify(target)} is not an earlier entry of this layer (a forward reference)`);
+      }
+    }
     // A span ends where the next greater offset starts (several chunks may share one gzip member, told
     // apart by innerOffset), or at the TOC.
     let end = this.#tocOffset;
@@ -342,6 +370,12 @@ class TreeBuilder {
     this.place(path, entry);
     return entry;
   }
+
+  /** An external link's parents are placed like any entry's (the name itself must stay free: see indexToc). */
+  placeLinkParents(path: string): void {
+    const cut = path.lastIndexOf('/');
+    this.#directory(cut < 0 ? '' : path.slice(0, cut), path);
+  }
 }
 
 /** Validates and indexes a format's raw TOC entries. Throws FormatError (or InvalidOptionError for bad limits). */
@@ -354,9 +388,13 @@ export function indexToc(raw: readonly RawTocEntry[], opts: IndexTocOptions): To
   indexer.finish();
   const tree = new TreeBuilder(indexer.explicit);
   for (const [path, entry] of indexer.explicit) if (path !== '') tree.place(path, entry);
+  for (const path of indexer.external.keys()) tree.placeLinkParents(path);
+  for (const path of indexer.external.keys()) {
+    if (tree.names.has(path)) throw new FormatError(`TOC entry ${JSON.stringify(path)}: a hardlink is also the parent directory of other entries`);
+  }
   for (const [dir, paths] of tree.children) tree.children.set(dir, paths.slice());
   if (tree.distinct > limits.maxEntries) throw new FormatError(`TOC implies ${tree.distinct} entries, above maxEntries ${limits.maxEntries}`);
   // A landmark at offset 0 has nothing before it to prefetch.
   const prefetchEnd = indexer.noPrefetch || !indexer.prefetchEnd ? undefined : indexer.prefetchEnd;
-  return new Index(opts.format, opts.tocOffset, tree.names, tree.children, tree.distinct, prefetchEnd);
+  return new Index(opts.format, opts.tocOffset, tree.names, tree.children, tree.distinct, prefetchEnd, indexer.external);
 }

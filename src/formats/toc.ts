@@ -140,6 +140,16 @@ export interface TocIndex {
   /** Every name of the layer with its entry, in TOC order (parents before children). */
   walk(): Iterable<[path: string, entry: TocEntry]>;
   /**
+   * Hardlinks whose target is not an earlier entry of this layer: link path -> normalised target path.
+   * Such a link names a file of a LOWER layer (umoci unpack links it to whatever the rootfs holds at that
+   * path when the layer applies), so only the merged image view can resolve it; it is kept out of
+   * `lookup`/`children`/`walk` so every `TocEntry` there stays a real file of this layer and
+   * `TocEntry.type` never needs a 'hardlink' case. The target went through the same normalisation as every
+   * name (no `..`, leading `/` stripped), so it can never point outside the image root. The link's parent
+   * directories are in the index (implied like any entry's). Empty for almost every layer.
+   */
+  externalLinks(): ReadonlyMap<string, string>;
+  /**
    * Blob span [0, end) holding every chunk before `.prefetch.landmark`, when the layer has that landmark;
    * undefined otherwise (also when it has `.no.prefetch.landmark`).
    */

@@ -16,6 +16,8 @@ export interface ImageDeps {
   readonly platform?: Platform;
   /** Shared by every tree of a filesystem so inode numbers are unique across it. */
   readonly inodes?: InodeCounter;
+  /** Told about an entry of the image left out of its tree (a hardlink whose target is missing below it). */
+  readonly log?: (line: string) => void;
 }
 
 export interface Image {
@@ -59,7 +61,10 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
     manifestDigest: resolved.digest,
     config: config.document,
     layers,
-    tree: new MergedTree(layers, { ...(deps.inodes && { inodes: deps.inodes }) }),
+    tree: new MergedTree(layers, {
+      ...(deps.inodes && { inodes: deps.inodes }),
+      ...(deps.log && { log: (line: string) => deps.log!(`image ${shown}: ${line}`) }),
+    }),
   };
 }
 

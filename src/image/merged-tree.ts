@@ -4,6 +4,11 @@
  * children of its directory, a non-directory replaces whatever was below, a directory merges into a
  * directory below (its own metadata wins). Everything is lazy: a directory's merged children are computed
  * on its first lookup or readdir and memoised, so a negative lookup in a seen directory is one Map get.
+ *
+ * A hardlink whose target another (lower) layer holds (`TocIndex.externalLinks`) is resolved as umoci's
+ * link(2) does when the layer applies: against the merged view of the layers below it. The name then is
+ * one more name of that file (its inode, stat and bytes); a target missing there, or a directory, leaves
+ * the name out (logged), never failing the image.
  */
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
@@ -15,6 +20,12 @@ const OPAQUE = '.wh..wh..opq';
 /** Format artefacts stored as root-level tar entries; TocIndex hides them too, a full layer may not. */
 const ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
 
+/** An external hardlink of one layer; its target is resolved in the view below that layer. */
+interface LinkPart {
+  readonly layer: number;
+  readonly target: string;
+}
+
 /** One layer's entry at a path. */
 interface Part {
   readonly layer: number;
@@ -22,7 +33,7 @@ interface Part {
 }
 
 interface Node {
-  /** Made when first asked for (directories) or at once (everything else). */
+  /** Made when first asked for. */
   stat?: FsNode;
   /** The layer and entry that own the node: reads and xattrs go there. Absent for an image without layers. */
   readonly owner?: Part;
@@ -39,6 +50,8 @@ interface Node {
 export interface MergedTreeOptions {
   /** Shared with the rest of the filesystem so inode numbers are unique across it. */
   readonly inodes?: InodeCounter;
+  /** Told once per tree about each hardlink left out because its target is missing below it or a directory. */
+  readonly log?: (line: string) => void;
 }
 
 export class MergedTree {
@@ -51,6 +64,13 @@ export class MergedTree {
   /** Per layer index: whether an implicit directory holds anything but whiteouts. */
   readonly #content: WeakMap<TocEntry, boolean>[];
   readonly #root: Node;
+  readonly #log: ((line: string) => void) | undefined;
+  /** Per layer index: its external hardlinks by parent directory, as [name, target] (almost always empty). */
+  readonly #links: ReadonlyMap<string, (readonly [name: string, target: string])[]>[];
+  /** The merged views of layers [0, n), keyed by n; shared with those views (each only asks lower ones). */
+  #belowViews = new Map<number, MergedTree>();
+  /** Per file reached by external links, the link paths that resolve to it; made on first stat. */
+  #linkNames: WeakMap<TocEntry, string[]> | undefined;
 
   /** `layers` bottom to top, as in the manifest. */
   constructor(layers: readonly LayerTree[], opts: MergedTreeOptions = {}) {
@@ -59,6 +79,19 @@ export class MergedTree {
     this.#inos = layers.map(() => new WeakMap());
     this.#stats = layers.map(() => new WeakMap());
     this.#content = layers.map(() => new WeakMap());
+    this.#log = opts.log;
+    this.#links = layers.map((layer) => {
+      const byDir = new Map<string, (readonly [string, string])[]>();
+      for (const [path, target] of layer.index.externalLinks()) {
+        const cut = path.lastIndexOf('/');
+        const dir = cut < 0 ? '' : path.slice(0, cut);
+        const list = byDir.get(dir);
+        const link = [path.slice(cut + 1), target] as const;
+        if (list === undefined) byDir.set(dir, [link]);
+        else list.push(link);
+      }
+      return byDir;
+    });
     const parts: Part[] = [];
     const held: Part[] = [];
     let opaque = false;
@@ -135,11 +168,17 @@ export class MergedTree {
     const prefix = path === '' ? '' : `${path}/`;
     // Per name: its parts and held parts so far (topmost first), whether lower layers can still hold it
     // (closed) and whether they can still add children (opaque).
-    const found = new Map<string, { parts: Part[]; held: Part[]; opaque: boolean; closed: boolean }>();
+    const found = new Map<string, { parts: Part[]; held: Part[]; opaque: boolean; closed: boolean; link?: LinkPart }>();
     for (const { layer } of parts) {
       const entries = this.layers[layer]!.index.children(path);
       if (entries === undefined) continue;
       const whiteouts: string[] = [];
+      // An external hardlink is a non-directory of this layer: it replaces lower names, upper ones win.
+      for (const [name, target] of this.#links[layer]!.get(path) ?? []) {
+        const seen = found.get(name);
+        if (seen === undefined) found.set(name, { parts: [], held: [], opaque: true, closed: true, link: { layer, target } });
+        else seen.closed = true;
+      }
       for (const [name, entry] of entries) {
         if (name === OPAQUE) continue; // handled where `parts` was built
         if (name.startsWith(WHITEOUT_PREFIX)) {
@@ -172,7 +211,12 @@ export class MergedTree {
       }
     }
     const children = new Map<string, Node>();
-    for (const [name, { parts: childParts, held }] of found) {
+    for (const [name, { parts: childParts, held, link }] of found) {
+      if (link !== undefined) {
+        const owner = this.#resolveLink(link, prefix + name);
+        if (owner !== undefined) children.set(name, { owner });
+        continue;
+      }
       const top = childParts[0];
       if (top === undefined) continue;
       // umoci only MkdirAll's the parents of real entries: a directory implied by whiteouts alone is never
@@ -193,6 +237,7 @@ export class MergedTree {
   /** A directory's stat counts its subdirectories in nlink, so it is made on first use. */
   #statOf(node: Node): FsNode {
     if (node.stat !== undefined) return node.stat;
+    if (node.dir === undefined) return (node.stat = this.#leafStat(node.owner!));
     const { entry } = node.owner!;
     let subdirs = 0;
     for (const child of this.#childrenOf(node).values()) if (child.dir !== undefined) subdirs++;
@@ -210,6 +255,11 @@ export class MergedTree {
   }
 
   #leafNode(part: Part): Node {
+    return { owner: part };
+  }
+
+  /** Shared by every name of the file (hardlinks, in-layer or external, share the TocEntry). */
+  #leafStat(part: Part): FsNode {
     const stats = this.#stats[part.layer]!;
     let stat = stats.get(part.entry);
     if (stat === undefined) {
@@ -222,14 +272,82 @@ export class MergedTree {
         gid: e.gid,
         mtimeMs: e.mtimeMs,
         size: e.size,
-        nlink: e.nlink,
+        nlink: this.#nlink(part),
         ...(e.linkName !== undefined && { linkName: e.linkName }),
         ...(e.devMajor !== undefined && { devMajor: e.devMajor }),
         ...(e.devMinor !== undefined && { devMinor: e.devMinor }),
       } satisfies FsNode);
       stats.set(part.entry, stat);
     }
-    return { stat, owner: part };
+    return stat;
+  }
+
+  /**
+   * The entry's own count, unless external links reach it: then, as on umoci's disk, the names of it
+   * this tree shows (its names in its own layer and the links that resolved to it, less those an upper
+   * layer deleted or replaced).
+   */
+  #nlink(part: Part): number {
+    const links = this.#linkNamesOf(part.entry);
+    if (links === undefined) return part.entry.nlink;
+    const names = [...this.#layerNames(part), ...links];
+    let n = 0;
+    for (const name of names) if (this.#find(name)?.owner?.entry === part.entry) n++;
+    return Math.max(n, 1);
+  }
+
+  #linkNamesOf(entry: TocEntry): readonly string[] | undefined {
+    if (this.#linkNames === undefined) {
+      this.#linkNames = new WeakMap();
+      for (const [layer, byDir] of this.#links.entries()) {
+        for (const [dir, list] of byDir) {
+          for (const [name, target] of list) {
+            const owner = this.#below(layer).#resolve(target);
+            if (typeof owner === 'string') continue;
+            const names = this.#linkNames.get(owner.entry);
+            const path = dir === '' ? name : `${dir}/${name}`;
+            if (names === undefined) this.#linkNames.set(owner.entry, [path]);
+            else names.push(path);
+          }
+        }
+      }
+    }
+    return this.#linkNames.get(entry);
+  }
+
+  /** The names an entry has in its own layer (rare: only for files external links reach). */
+  #layerNames({ layer, entry }: Part): string[] {
+    if (entry.nlink === 1) return [entry.path];
+    const names: string[] = [];
+    for (const [path, e] of this.layers[layer]!.index.walk()) if (e === entry) names.push(path);
+    return names;
+  }
+
+  /** The file an external link names, as the layers below it show it; undefined (logged) when there is none. */
+  #resolveLink(link: LinkPart, path: string): Part | undefined {
+    const owner = this.#below(link.layer).#resolve(link.target);
+    if (typeof owner !== 'string') return owner;
+    this.#log?.(`layer ${link.layer} ${this.layers[link.layer]!.digest}: hardlink ${JSON.stringify(path)} left out: its target ${JSON.stringify(link.target)} ${owner} in the layers below`);
+    return undefined;
+  }
+
+  /** The non-directory at `path` of this view (its owning part), or why there is none. */
+  #resolve(path: string): Part | string {
+    const node = this.#find(path);
+    if (node?.owner === undefined) return 'is missing';
+    if (node.dir !== undefined) return 'is a directory';
+    return node.owner;
+  }
+
+  /** The merged view of layers [0, layer): indices and TocEntry objects are the same as in this tree. */
+  #below(layer: number): MergedTree {
+    let view = this.#belowViews.get(layer);
+    if (view === undefined) {
+      view = new MergedTree(this.layers.slice(0, layer));
+      view.#belowViews = this.#belowViews;
+      this.#belowViews.set(layer, view);
+    }
+    return view;
   }
 
   #ino({ layer, entry }: Part): number {
@@ -252,9 +370,10 @@ export class MergedTree {
     const memo = this.#content[layer]!;
     let has = memo.get(entry);
     if (has !== undefined) return has;
-    has = false;
+    // An external hardlink is content: umoci makes its parents before linking.
+    has = this.#links[layer]!.has(path);
     const prefix = `${path}/`;
-    for (const [name, child] of this.layers[layer]!.index.children(path) ?? []) {
+    for (const [name, child] of has ? [] : (this.layers[layer]!.index.children(path) ?? [])) {
       if (name.startsWith(WHITEOUT_PREFIX) && child.type !== 'dir') continue;
       if (child.type !== 'dir' || this.#hasContent(layer, prefix + name, child)) {
         has = true;

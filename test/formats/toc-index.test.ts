@@ -72,6 +72,38 @@ t.test('hardlinks: every name maps to one entry; nlink counts names; size counts
   t.same([...idx.walk()].map(([p]) => p), ['', 'bin', 'bin/busybox', 'bin/sh', 'bin/ls', 'dev', 'dev/null', 'dev/null2']);
 });
 
+t.test('cross-layer hardlink: a target this layer lacks is kept as an external link, not a failure', async (t) => {
+  // Layer 2 of an image: `hardlink('etc/passwd-again', 'etc/passwd')`, etc/passwd coming from layer 0.
+  const idx = index([
+    { name: 'etc/passwd-again', type: 'hardlink', linkName: 'etc/passwd' },
+    { name: 'etc/also', type: 'hardlink', linkName: './etc/passwd-again' },
+    { name: 'usr/local/abs', type: 'hardlink', linkName: '/usr/bin/su' },
+    { name: 'f', type: 'reg' },
+    { name: 'g', type: 'hardlink', linkName: 'f' },
+  ]);
+  t.same(
+    [...idx.externalLinks()],
+    [
+      ['etc/passwd-again', 'etc/passwd'],
+      ['etc/also', 'etc/passwd'],
+      ['usr/local/abs', 'usr/bin/su'],
+    ],
+    'normalised targets; a link to an earlier external link names the same lower file',
+  );
+  t.equal(idx.lookup('etc/passwd-again'), undefined, 'not an entry of this layer: TocEntry.type stays a real file type');
+  t.same([...idx.children('etc')!.keys()], [], 'nor a child');
+  t.same([...idx.walk()].map(([p]) => p), ['', 'f', 'g', 'etc', 'usr', 'usr/local'], 'its parents are implied like any entry\'s');
+  t.equal(idx.lookup('g'), idx.lookup('f'), 'same-layer links are unchanged');
+  t.equal(idx.lookup('f')!.nlink, 2);
+  t.equal(index([{ name: 'a', type: 'reg' }]).externalLinks().size, 0);
+  rejects(t, [{ name: 'l', type: 'hardlink', linkName: '../etc/passwd' }], 'path traversal');
+  rejects(t, [{ name: 'l', type: 'hardlink', linkName: '/../../etc/passwd' }], 'path traversal');
+  rejects(t, [{ name: 'l', type: 'hardlink', linkName: 'f' }, { name: 'f', type: 'reg' }], /TOC entry #0 "l": .*is not an earlier entry/);
+  rejects(t, [{ name: 'l', type: 'hardlink', linkName: 'x' }, { name: 'l', type: 'reg' }], 'duplicate name');
+  rejects(t, [{ name: 'd/', type: 'dir' }, { name: 'l', type: 'hardlink', linkName: 'd' }], 'is a directory');
+  rejects(t, [{ name: 'f', type: 'reg' }, { name: 'f/l', type: 'hardlink', linkName: 'x' }], 'is a reg, not a directory');
+});
+
 t.test('directory link counts are 2 + subdirectories', async (t) => {
   const idx = index([{ name: 'a/', type: 'dir' }, { name: 'a/b/', type: 'dir' }, { name: 'a/c/d/e', type: 'reg' }, { name: 'a/f', type: 'reg' }]);
   t.equal(idx.root.nlink, 3);

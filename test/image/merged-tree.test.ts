@@ -143,6 +143,80 @@ t.test('hardlinks: every name one inode, nlink from the entry', async (t) => {
   t.equal(Buffer.from(await m.read('bin/ls', 0, 10)).toString(), 'BB');
 });
 
+t.test('cross-layer hardlink: resolved below its layer, one inode, nlink of both names, reads from the owner', async (t) => {
+  // The bug: layer 2's `hardlink('etc/passwd-again', 'etc/passwd')` with etc/passwd from layer 0 failed the image.
+  const l0 = fakeLayer([
+    { name: 'etc/passwd', type: 'reg', content: 'root:x:0:0\n', mode: 0o644, uid: 0, xattrs: { 'user.k': Buffer.from('v') } },
+    { name: 'bin/bb', type: 'reg', content: 'BB' },
+    { name: 'bin/sh', type: 'hardlink', linkName: 'bin/bb' },
+  ]);
+  const l1 = fakeLayer([{ name: 'other', type: 'reg' }]);
+  const l2 = fakeLayer([
+    { name: 'etc/passwd-again', type: 'hardlink', linkName: 'etc/passwd' },
+    { name: 'bin/ls', type: 'hardlink', linkName: '/bin/sh' },
+    { name: 'bin/ls2', type: 'hardlink', linkName: 'bin/ls' },
+  ]);
+  const logs: string[] = [];
+  const m = new MergedTree([l0, l1, l2], { log: (l) => logs.push(l) });
+  t.same(names(m, 'etc'), ['passwd', 'passwd-again']);
+  const target = m.lookup('etc/passwd')!;
+  const link = m.lookup('etc/passwd-again')!;
+  t.equal(link, target, 'the same stat object: same inode and metadata');
+  t.match(target, { type: 'reg', size: 11, nlink: 2 }, 'nlink 2, as umoci unpack');
+  t.equal(Buffer.from(await m.read('etc/passwd-again', 0, 100)).toString(), 'root:x:0:0\n');
+  t.same(l0.reads, ['etc/passwd'], 'read from the layer that owns the target');
+  t.same(l2.reads, []);
+  t.same(m.owner('etc/passwd-again')?.layer, l0);
+  t.same([...m.xattrs('etc/passwd-again')!.keys()], ['user.k']);
+  t.equal(m.lookup('bin/ls')!.ino, m.lookup('bin/bb')!.ino, 'a link to a lower in-layer hardlink joins that file');
+  t.equal(m.lookup('bin/ls2')!.ino, m.lookup('bin/bb')!.ino);
+  t.equal(m.lookup('bin/bb')!.nlink, 4, 'bb, sh, ls, ls2');
+  t.same(logs, []);
+});
+
+t.test('cross-layer hardlink: a missing or directory target leaves the name out, logged once, the image still works', async (t) => {
+  const logs: string[] = [];
+  const m = new MergedTree(
+    [
+      fakeLayer([{ name: 'd/', type: 'dir' }, { name: 'gone', type: 'reg' }, { name: 'f', type: 'reg', content: 'F' }]),
+      fakeLayer([{ name: '.wh.gone', type: 'reg' }]),
+      fakeLayer([
+        { name: 'to-missing', type: 'hardlink', linkName: 'nowhere' },
+        { name: 'to-dir', type: 'hardlink', linkName: 'd' },
+        { name: 'to-deleted', type: 'hardlink', linkName: 'gone' },
+        { name: 'sub/to-above', type: 'hardlink', linkName: 'later' },
+        { name: 'ok', type: 'reg' },
+      ]),
+      fakeLayer([{ name: 'later', type: 'reg' }]),
+    ],
+    { log: (l) => logs.push(l) },
+  );
+  t.same(names(m, ''), ['d', 'f', 'later', 'ok', 'sub'], 'only the bad names are missing');
+  t.same(names(m, 'sub'), []);
+  for (const name of ['to-missing', 'to-dir', 'to-deleted', 'sub/to-above']) t.equal(m.lookup(name), undefined, name);
+  m.readdir('');
+  m.lookup('to-dir');
+  t.equal(logs.length, 4, 'one line per left-out link');
+  t.match(logs.join('\n'), /"to-dir" left out: its target "d" is a directory/);
+  t.match(logs.join('\n'), /"to-missing" left out: its target "nowhere" is missing/);
+  t.equal(Buffer.from(await m.read('f', 0, 10)).toString(), 'F');
+});
+
+t.test('cross-layer hardlink: whiteouts and upper names count in nlink; an upper layer can delete the link', async (t) => {
+  const m = tree(
+    [{ name: 'a', type: 'reg', content: 'A' }],
+    [{ name: 'link', type: 'hardlink', linkName: 'a' }, { name: 'link2', type: 'hardlink', linkName: 'a' }],
+    [{ name: '.wh.a', type: 'reg' }, { name: '.wh.link2', type: 'reg' }],
+  );
+  t.same(names(m, ''), ['link']);
+  t.match(m.lookup('link'), { type: 'reg', size: 1, nlink: 1 }, 'the target name was deleted above; the inode lives on under the link');
+  t.equal(Buffer.from(await m.read('link', 0, 10)).toString(), 'A');
+  const replaced = tree([{ name: 'a', type: 'reg', content: 'old' }], [{ name: 'l', type: 'hardlink', linkName: 'a' }], [{ name: 'a', type: 'reg', content: 'new!' }]);
+  t.match(replaced.lookup('l'), { size: 3, nlink: 1 }, 'a replaced target: the link keeps the old file, as on disk');
+  t.match(replaced.lookup('a'), { size: 4, nlink: 1 });
+  t.not(replaced.lookup('a')!.ino, replaced.lookup('l')!.ino);
+});
+
 t.test('symlinks, devices, fifos, xattrs, uid/gid and mtime pass through', async (t) => {
   const cap = Buffer.from([1, 0, 0, 2, 0x80, 0, 0, 0]);
   const m = tree([

@@ -92,6 +92,13 @@ const LAYERS: TarEntry[][] = [
   ],
 ];
 
+// Regression: a hardlink whose target a LOWER layer holds made the whole image EIO; umoci links it (nlink 2).
+const CROSS_LAYER_HARDLINK: TarEntry[][] = [
+  [dir('etc'), file('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'), file('usr/bin/tool', 'tool'), hardlink('usr/bin/tool-2', 'usr/bin/tool')],
+  [file('etc/other', 'other')],
+  [hardlink('etc/passwd-again', 'etc/passwd'), hardlink('usr/bin/tool-3', 'usr/bin/tool-2')],
+];
+
 const RUNNABLE: TarEntry[][] = [
   hostRootfsEntries(['/bin/sh', '/bin/cat', '/bin/ls']),
   [dir('etc'), file('etc/hostname-ish', 'runnable-host\n')],
@@ -199,6 +206,19 @@ t.test('mounted images equal umoci unpack, gzip and eStargz, by tag and by diges
     compare(t, await snapshotTree(join(images, `${repo}:v1`)), oracle, `${variant} by tag`);
     compare(t, await snapshotTree(join(images, `${repo}@${digest}`)), oracle, `${variant} by digest`);
   }
+
+  await t.test('cross-layer hardlink: a link to a lower layer\'s file is that file, as umoci unpack makes it', async (t) => {
+    const cross = await buildVariants(work, 'cross', CROSS_LAYER_HARDLINK);
+    await pushImage(reg.seedUrl, 'cross/gzip', 'v1', cross.gzip);
+    await pushImage(reg.seedUrl, 'cross/estargz', 'v1', cross.estargz);
+    await writeOciLayout(join(work, 'cross-layout'), 'v1', cross.gzip);
+    const want = await snapshotTree(await umociUnpack(join(work, 'cross-layout'), 'v1', join(work, 'cross-bundle')));
+    t.match(want['etc/passwd-again'], { inode: 'etc/passwd', nlink: 2 }, 'umoci: one inode, two names');
+    t.match(want['usr/bin/tool-3'], { inode: 'usr/bin/tool', nlink: 3 });
+    for (const [variant, repo] of [['gzip', 'cross/gzip'], ['eStargz', 'cross/estargz']] as const) {
+      compare(t, await snapshotTree(join(images, `${repo}:v1`)), want, `${variant}: cross-layer hardlink`);
+    }
+  });
 
   await t.test('writes, creates and mkdir are refused with EROFS', async (t) => {
     const root = join(images, 'oracle/gzip:v1');

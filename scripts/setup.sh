@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 # Runtime: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3 for stale-mount cleanup).
 # Tests: docker-registry (the real registry), umoci (the oracle), skopeo (full-pull baseline),
-# apache2-utils (htpasswd for basic auth), openssl (test certificates), zstd, bubblewrap.
-packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates)
+# apache2-utils (htpasswd for basic auth), openssl (test certificates), zstd, bubblewrap,
+# attr (getfattr: `tocfs stats` reads the figures xattrs with it).
+packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@ import { runConvert } from './convert.js';
 import { runLs } from './ls.js';
 import { runCat } from './cat.js';
 import { runMount, runUnmount } from './mount.js';
+import { runStats } from './stats.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage: tocfs <command> [options]
@@ -17,6 +18,9 @@ commands:
                              serve MNT/images/HOST/REPO:TAG/... in the foreground (logs to stderr);
                              SIGINT/SIGTERM unmount and exit 0; a stale mount at MNT is cleaned first
   unmount MNT                unmount (lazily when busy)
+  stats MNT [--json]         the mount's figures (bytes from the registry / caches, requests, per layer
+                             format, TOC source and fetched %), read from its user.tocfs.* xattrs
+                             with getfattr (package attr); MNT or an image root under it
 
 registry options (every command):
   --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)
@@ -41,6 +45,7 @@ const commands: Record<string, Command> = {
   convert: runConvert,
   mount: runMount,
   unmount: runUnmount,
+  stats: runStats,
 };
 
 /** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */

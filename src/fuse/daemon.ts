@@ -95,16 +95,37 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   }
 }
 
-function figuresOf(layers: LayerService): Figures {
+/**
+ * The figures of DESIGN.md §1.4 from the layer service: bytes_fetched and requests are the registry
+ * client's (every byte and request on the wire), bytes_cache what the chunk stores and the whole-layer
+ * tars on disk served, bytes_cvmfs 0 until CVMFS layers land.
+ */
+export function figuresOf(layers: Pick<LayerService, 'stats'>): Figures {
   const stats = layers.stats();
+  const fullBytesRead = stats.fullLayers.reduce((sum, l) => sum + l.bytesRead, 0);
+  const fullBytesFetched = stats.fullLayers.reduce((sum, l) => sum + l.bytesFetched, 0);
+  const lazy = stats.layers.map((l) => [
+    l.digest,
+    {
+      format: l.format,
+      tocSource: l.tocSource,
+      fetchedRatio: l.fetchedRatio,
+      bytesFetched: l.bytesFetched,
+      bytesCache: l.bytesFromMemory + l.bytesFromDisk,
+      blobBytes: l.blobBytes,
+      requests: l.requests,
+      prefetch: l.prefetch,
+    },
+  ]);
+  const full = stats.fullLayers.map((l) => [
+    l.digest,
+    { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, bytesCache: l.bytesRead, blobBytes: l.blobBytes },
+  ]);
   return {
-    bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched,
+    bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched + fullBytesFetched,
+    bytesCvmfs: 0,
+    bytesCache: stats.fetch.bytesFromMemory + stats.fetch.bytesFromDisk + fullBytesRead,
     requests: stats.registry?.requests ?? stats.fetch.requests,
-    layers: Object.fromEntries(
-      stats.layers.map((l) => [
-        l.digest,
-        { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, prefetch: l.prefetch },
-      ]),
-    ),
+    layers: Object.fromEntries([...lazy, ...full]),
   };
 }

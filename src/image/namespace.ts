@@ -17,9 +17,18 @@ import type { Filesystem, FsNode, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
 import { createInodeCounter, type LayerTree } from './layer-tree.js';
 
-/** What `user.tocfs.*` shows; `layers` is keyed by layer digest (format, TOC source, fetched ratio...). */
+/**
+ * What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide totals on `/` and on every image root; `layers` is
+ * keyed by layer digest (format, TOC source, fetched ratio...), and an image root lists only its own layers.
+ */
 export interface Figures {
+  /** Bytes received from registries: TOC tails, lazily fetched chunks, whole layers (and manifests, configs). */
   readonly bytesFetched: number;
+  /** Bytes read from a CVMFS unpacked copy: always 0 until CVMFS layers land. */
+  readonly bytesCvmfs: number;
+  /** Bytes served from tocfs's own caches: the memory and disk chunk stores, and whole layers on disk. */
+  readonly bytesCache: number;
+  /** HTTP requests sent to registries. */
   readonly requests: number;
   readonly layers: Readonly<Record<string, unknown>>;
 }
@@ -76,8 +85,8 @@ class ImageFilesystem implements Filesystem {
 
   constructor(deps: NamespaceDeps) {
     this.#deps = deps;
-    this.#imageDeps = { ...deps, inodes: this.#inodes };
     this.#log = deps.log ?? debuglog('tocfs');
+    this.#imageDeps = { ...deps, inodes: this.#inodes, log: this.#log };
     this.#failureTtlMs = deps.failureTtlMs ?? 10_000;
     this.#now = deps.now ?? Date.now;
     for (const top of TOP) this.#listing.set(top, new Set());
@@ -255,6 +264,8 @@ class ImageFilesystem implements Filesystem {
     const layers = digests === undefined ? figures.layers : Object.fromEntries(Object.entries(figures.layers).filter(([d]) => digests.has(d)));
     return new Map([
       ['user.tocfs.bytes_fetched', encoder.encode(String(figures.bytesFetched))],
+      ['user.tocfs.bytes_cvmfs', encoder.encode(String(figures.bytesCvmfs))],
+      ['user.tocfs.bytes_cache', encoder.encode(String(figures.bytesCache))],
       ['user.tocfs.requests', encoder.encode(String(figures.requests))],
       ['user.tocfs.layers', encoder.encode(JSON.stringify(layers))],
     ]);

@@ -11,7 +11,7 @@ import type { ChunkStoreStats } from './chunk-store.js';
 import { abortable } from './deferred.js';
 import { openDiskStore } from './disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetcher.js';
-import { openFullLayer, type FullLayer } from './full-layer.js';
+import { openFullLayer, type FullLayer, type FullLayerStats } from './full-layer.js';
 import type { LayerStats, VerifiedLayer } from './layer.js';
 import { MemoryChunkStore } from './memory-store.js';
 import { openLayer, TOC_DIGEST_ANNOTATION, type TocDetector } from './open-layer.js';
@@ -43,7 +43,18 @@ export interface LayerServiceStats {
   readonly disk: ChunkStoreStats;
   readonly tocs: TocCacheStats;
   readonly layers: readonly LayerStats[];
+  /** Layers without a TOC, downloaded whole (`openAny`). */
+  readonly fullLayers: readonly FullLayerServiceStats[];
   readonly registry?: RegistryStats;
+}
+
+export interface FullLayerServiceStats extends FullLayerStats {
+  /** The compressed blob's size in bytes (the descriptor's). */
+  readonly blobBytes: number;
+  /** Blob bytes this service downloaded for it: the whole blob when opened from the registry, else 0. */
+  readonly bytesFetched: number;
+  /** bytesFetched / blobBytes: 1 once downloaded, 0 when the disk cache had it. */
+  readonly fetchedRatio: number;
 }
 
 export interface LayerService {
@@ -86,6 +97,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   const opened = new Map<string, VerifiedLayer>();
   const opening = new Map<string, Promise<VerifiedLayer>>();
   const fullOpened = new Map<string, FullLayer>();
+  const fullSizes = new Map<string, number>();
   const fullOpening = new Map<string, Promise<FullLayer>>();
   let closed: Promise<void> | undefined;
 
@@ -119,6 +131,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       await layer.close();
       throw new InvalidOptionError('layer service', 'closed');
     }
+    fullSizes.set(descriptor.digest, descriptor.size);
     fullOpened.set(descriptor.digest, layer);
     return layer;
   }
@@ -160,6 +173,12 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
         disk: disk.stats(),
         tocs: tocCache.stats(),
         layers: [...opened.values()].map((l) => l.stats()),
+        fullLayers: [...fullOpened.values()].map((l) => {
+          const st = l.stats();
+          const blobBytes = fullSizes.get(l.digest) ?? 0;
+          const bytesFetched = st.tocSource === 'blob' ? blobBytes : 0;
+          return { ...st, blobBytes, bytesFetched, fetchedRatio: blobBytes > 0 ? bytesFetched / blobBytes : 0 };
+        }),
         ...(opts.client.stats ? { registry: opts.client.stats() } : {}),
       };
     },

@@ -17,6 +17,8 @@ export interface LayerStats extends Readonly<FetchFigures> {
   readonly digest: string;
   readonly format: TocFormat;
   readonly tocSource: TocSource;
+  /** The compressed blob's size in bytes. */
+  readonly blobBytes: number;
   /** bytesFetched / the blob's size (the `fetched %` of DESIGN.md §1.4, as a ratio). */
   readonly fetchedRatio: number;
   readonly prefetch: 'none' | 'idle' | 'running' | 'done' | 'failed';
@@ -146,6 +148,7 @@ export class VerifiedLayer implements ChunkLayer {
       format: this.index.format,
       tocSource: this.tocSource,
       ...this.figures,
+      blobBytes: this.source.size,
       fetchedRatio: this.source.size > 0 ? this.figures.bytesFetched / this.source.size : 0,
       prefetch: !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState,
     };

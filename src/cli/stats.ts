@@ -1,0 +1,126 @@
+/**
+ * `tocfs stats MNT [--json]`: the daemon's figures (DESIGN.md §1.4), read from the `user.tocfs.*` extended
+ * attributes of MNT (or of an image root under it). Node has no getxattr, so they are read with
+ * `getfattr` (Debian package `attr`), one attribute per call, values raw.
+ */
+import { execFile } from 'node:child_process';
+import { parseArgs } from 'node:util';
+import { TocfsError } from '../errors.js';
+import { UsageError } from './usage.js';
+
+const NUMBERS = ['bytes_fetched', 'bytes_cvmfs', 'bytes_cache', 'requests'] as const;
+const PREFIX = 'user.tocfs.';
+
+export interface MountFigures {
+  readonly bytes_fetched: number;
+  readonly bytes_cvmfs: number;
+  readonly bytes_cache: number;
+  readonly requests: number;
+  /** Keyed by layer digest: format, tocSource, fetchedRatio, bytesFetched, bytesCache, blobBytes... */
+  readonly layers: Record<string, Record<string, unknown>>;
+}
+
+interface Run {
+  readonly code: number | string | undefined;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+function getfattr(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile('getfattr', args, { encoding: 'buffer', maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? ((err as NodeJS.ErrnoException).code ?? 1) : 0;
+      resolve({ code, stdout, stderr: stderr.toString() });
+    });
+  });
+}
+
+/** One attribute's raw value, or undefined when the path does not carry it. */
+async function readXattr(path: string, name: string): Promise<string | undefined> {
+  const r = await getfattr(['--absolute-names', '--only-values', '-n', name, '--', path]);
+  if (r.code === 0) return r.stdout.toString('utf8');
+  if (r.code === 'ENOENT') {
+    throw new TocfsError('NOT_FOUND', 'getfattr not found: install the `attr` package (apt-get install attr) to read tocfs figures');
+  }
+  if (/No such attribute|Operation not supported|No data available/i.test(r.stderr)) return undefined;
+  throw new TocfsError('NOT_FOUND', `cannot read ${name} of ${path}: ${r.stderr.trim() || `getfattr exited ${String(r.code)}`}`);
+}
+
+/** The figures of a tocfs mount (or image root); NOT_FOUND when `path` is not one. */
+export async function readMountFigures(path: string): Promise<MountFigures> {
+  const values = await Promise.all([...NUMBERS, 'layers'].map((n) => readXattr(path, PREFIX + n)));
+  if (values.every((v) => v === undefined)) {
+    throw new TocfsError('NOT_FOUND', `${path} is not a tocfs mount (no ${PREFIX}* extended attributes)`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [i, name] of NUMBERS.entries()) {
+    const text = values[i];
+    const n = text === undefined ? NaN : Number(text);
+    if (!Number.isFinite(n)) throw new TocfsError('FORMAT', `${path}: ${PREFIX}${name} is ${JSON.stringify(text ?? null)}, not a number`);
+    out[name] = n;
+  }
+  const layersText = values[NUMBERS.length];
+  try {
+    out['layers'] = layersText === undefined ? {} : (JSON.parse(layersText) as unknown);
+  } catch {
+    throw new TocfsError('FORMAT', `${path}: ${PREFIX}layers is not JSON`);
+  }
+  return out as unknown as MountFigures;
+}
+
+function bytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${n} B (${v.toFixed(1)} ${units[u]})`;
+}
+
+function cell(v: unknown): string {
+  return v === undefined || v === null ? '-' : String(v);
+}
+
+/** The human form: one line per figure, then one row per layer. */
+export function formatFigures(path: string, f: MountFigures): string {
+  const lines = [
+    `figures of ${path}`,
+    `  bytes_fetched  ${bytes(f.bytes_fetched)}   (from the registry)`,
+    `  bytes_cache    ${bytes(f.bytes_cache)}   (served from the memory/disk caches)`,
+    `  bytes_cvmfs    ${bytes(f.bytes_cvmfs)}   (read from CVMFS)`,
+    `  requests       ${f.requests}`,
+    `  layers         ${Object.keys(f.layers).length}`,
+  ];
+  const rows = Object.entries(f.layers).map(([digest, l]) => [
+    digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1'),
+    cell(l['format']),
+    cell(l['tocSource']),
+    typeof l['fetchedRatio'] === 'number' ? `${(l['fetchedRatio'] * 100).toFixed(1)}%` : '-',
+    cell(l['bytesFetched']),
+    cell(l['bytesCache']),
+    cell(l['blobBytes']),
+  ]);
+  if (rows.length > 0) {
+    const head = ['LAYER', 'FORMAT', 'TOC', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES'];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const fmt = (r: string[]): string => r.map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    lines.push('', fmt(head), ...rows.map(fmt));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runStats(argv: string[], out: NodeJS.WritableStream): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const [mnt, ...extra] = parsed.positionals;
+  if (mnt === undefined) throw new UsageError('usage: tocfs stats MNT [--json]');
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  const figures = await readMountFigures(mnt);
+  out.write(parsed.values.json ? `${JSON.stringify(figures, null, 2)}\n` : formatFigures(mnt, figures));
+}

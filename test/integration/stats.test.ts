@@ -1,0 +1,115 @@
+// `tocfs stats MNT` against a real mount (DESIGN.md §1.1, §1.4): an image of one plain gzip layer (read
+// whole: a FullLayer) under one eStargz layer, pushed to a real registry and mounted by `createDaemon`. The
+// CLI runs in a child process (`getfattr` on a mount served by this process's JS thread must not block it).
+import { execFile, spawn } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import t, { type Test } from 'tap';
+import { createDaemon, type Daemon } from '../../src/fuse/daemon.js';
+import { isMounted } from '../../src/fuse/mount.js';
+import { buildEstargz } from '../support/estargz-build.js';
+import { buildImage } from '../support/image-builder.js';
+import { pushImage } from '../support/push.js';
+import { startRegistry } from '../support/registry.js';
+import { dir, file } from '../support/tar-dsl.js';
+import { makeTempDir, removeDir, tempDir } from '../support/tmp.js';
+
+const run = promisify(execFile);
+const RUNNER = fileURLToPath(new URL('../support/tocfs-src.ts', import.meta.url));
+const BIG = 3 * 2 ** 20 + 777;
+
+interface Figures {
+  bytes_fetched: number;
+  bytes_cvmfs: number;
+  bytes_cache: number;
+  requests: number;
+  layers: Record<string, { format: string; tocSource: string; fetchedRatio: number; bytesFetched: number; bytesCache: number; blobBytes: number }>;
+}
+
+/** `tocfs ARGS...` from the sources in a child process. */
+function tocfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+async function figures(t: Test, path: string): Promise<Figures> {
+  const r = await tocfs(['stats', path, '--json']);
+  t.equal(r.code, 0, `tocfs stats ${path} --json exits 0 ${r.stderr}`);
+  return JSON.parse(r.stdout) as Figures;
+}
+
+t.test('tocfs stats shows what a read moved, and what the caches served', async (t) => {
+  const work = tempDir(t, 'stats');
+  const reg = await startRegistry(t);
+  const esgz = await buildEstargz([dir('data'), file('data/big.bin', { size: BIG }), file('data/small.txt', 'small\n')], { chunkSize: 1 << 20 });
+  const blobPath = join(work, 'estargz-layer');
+  await writeFile(blobPath, esgz.blob);
+  const image = await buildImage(join(work, 'image'), {
+    layers: [
+      { entries: [dir('etc'), file('etc/os-release', 'ID=test\n')], compression: 'gzip' },
+      { blobPath, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: esgz.diffId, annotations: { 'containerd.io/snapshot/stargz/toc.digest': esgz.tocDigest } },
+    ],
+  });
+  await pushImage(reg.seedUrl, 'stats/img', 'v1', image);
+  const [full, lazy] = image.layers as [(typeof image.layers)[0], (typeof image.layers)[0]];
+
+  const mnt = makeTempDir('stats-mnt');
+  const cacheDir = makeTempDir('stats-cache');
+  let daemon: Daemon | undefined;
+  t.teardown(async () => {
+    await daemon?.close();
+    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
+    if (!(await isMounted(mnt))) removeDir(mnt);
+    removeDir(cacheDir);
+  });
+  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: () => {} });
+
+  const notMount = await tocfs(['stats', work]);
+  t.equal(notMount.code, 1, 'a plain directory is refused');
+  t.match(notMount.stderr, /is not a tocfs mount/);
+
+  const root = join(mnt, 'images', reg.host, 'stats/img:v1');
+  t.equal((await readFile(join(root, 'etc/os-release'), 'utf8')), 'ID=test\n', 'the gzip layer reads');
+  const want = await stat(join(root, 'data/big.bin'));
+  t.equal(want.size, BIG);
+  const before = await figures(t, mnt);
+  t.equal((await readFile(join(root, 'data/big.bin'))).byteLength, BIG, 'first read');
+  const first = await figures(t, mnt);
+  t.ok(first.bytes_fetched - before.bytes_fetched >= 3 * 2 ** 20 * 0.9, `first read fetched ${first.bytes_fetched - before.bytes_fetched} bytes from the registry`);
+  t.ok(first.requests > before.requests, 'and sent requests');
+  t.equal(first.bytes_cvmfs, 0, 'no CVMFS yet');
+  const layer = first.layers[lazy.digest];
+  t.match(layer, { format: 'estargz-gzip', tocSource: 'blob', blobBytes: lazy.size }, 'the eStargz layer is listed');
+  t.ok(layer!.fetchedRatio > 0 && layer!.fetchedRatio <= 1, `fetched ${(layer!.fetchedRatio * 100).toFixed(1)}%`);
+  t.match(first.layers[full.digest], { format: 'tar', tocSource: 'blob', fetchedRatio: 1, bytesFetched: full.size, blobBytes: full.size }, 'the whole-read layer too');
+  t.ok(first.layers[full.digest]!.bytesCache > 0, 'whole-layer reads come from the cache dir');
+
+  // The same bytes through another inode (the layer's own tree), so the kernel's page cache cannot answer.
+  const again = join(mnt, 'layers', reg.host, `stats/img@${lazy.digest}`, 'data/big.bin');
+  await stat(again);
+  const mid = await figures(t, mnt);
+  t.equal((await readFile(again)).byteLength, BIG, 'second read');
+  const second = await figures(t, mnt);
+  t.equal(second.bytes_fetched, mid.bytes_fetched, 'the second read fetched nothing');
+  t.ok(second.bytes_cache - mid.bytes_cache >= BIG, `the caches served it (${second.bytes_cache - mid.bytes_cache} bytes)`);
+
+  const onRoot = await figures(t, root);
+  t.same(Object.keys(onRoot.layers).sort(), [full.digest, lazy.digest].sort(), 'an image root lists its own layers');
+
+  const human = await tocfs(['stats', mnt]);
+  t.equal(human.code, 0);
+  t.match(human.stdout, /bytes_fetched\s+\d+ B/);
+  t.match(human.stdout, /bytes_cache\s+\d+ B/);
+  t.match(human.stdout, /requests\s+\d+/);
+  t.match(human.stdout, new RegExp(`${lazy.digest.slice(0, 19)}\\s+estargz-gzip\\s+blob\\s+\\d+\\.\\d%`));
+  t.match(human.stdout, new RegExp(`${full.digest.slice(0, 19)}\\s+tar\\s+blob\\s+100\\.0%`));
+});

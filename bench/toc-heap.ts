@@ -10,22 +10,12 @@ import { gzipSync } from 'node:zlib';
 import { Header } from 'tar';
 import { estargzCodec } from '../src/formats/estargz/codec.js';
 import type { TocIndex } from '../src/formats/toc.js';
+import { prng } from '../test/support/prng.js';
 
 const ENTRIES = 50_000;
 const RUNS = 3;
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('run with --expose-gc (node --expose-gc --import tsx bench/toc-heap.ts)');
-
-/** xorshift32, so every run indexes the same TOC. */
-function prng(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 const WORDS = ['lib', 'python3', 'perl', 'gcc', 'ssl', 'x11', 'gtk', 'glib', 'dbus', 'systemd', 'util', 'core', 'base', 'net', 'xml', 'icu', 'z', 'png', 'jpeg', 'krb5'];
 const LANGS = ['de', 'fr', 'es', 'it', 'ja', 'pt_BR', 'ru', 'zh_CN', 'nl', 'pl'];

@@ -12,6 +12,7 @@ import {
   parseLegacyFooter,
   type FooterKind,
 } from '../../src/formats/estargz/footer.js';
+import { xorshift32 } from '../support/prng.js';
 
 const KINDS: readonly [FooterKind, number, typeof parseEstargzFooter][] = [
   ['estargz', ESTARGZ_FOOTER_LENGTH, parseEstargzFooter],
@@ -20,13 +21,8 @@ const KINDS: readonly [FooterKind, number, typeof parseEstargzFooter][] = [
 
 /** Deterministic bytes for garbage tails (xorshift32). */
 function* noise(seed: number): Generator<number> {
-  let x = seed;
-  for (;;) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    yield (x >>> 0) & 0xff;
-  }
+  const next = xorshift32(seed);
+  for (;;) yield next() & 0xff;
 }
 
 t.test('the bytes are the ones DESIGN.md §3.1 lists', async (t) => {

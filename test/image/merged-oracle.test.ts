@@ -14,68 +14,12 @@ import { MergedTree } from '../../src/image/merged-tree.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
 import { umociUnpack, writeOciLayout } from '../support/oci-layout.js';
-import { blockdev, chardev, dir, fifo, file, hardlink, opaque, symlink, whiteout, type TarEntry } from '../support/tar-dsl.js';
+import { LAYERS } from '../support/oracle-image.js';
+import type { TarEntry } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
 
 const run = promisify(execFile);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-const CAP = Buffer.from([0x01, 0, 0, 0x02, 0x80, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-const OLD = new Date('2001-02-03T04:05:06Z');
-const NEW = new Date('2022-06-07T08:09:10Z');
-
-const LAYERS: TarEntry[][] = [
-  [
-    dir('etc', { mtime: OLD, mode: 0o750, gid: 4 }),
-    file('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'),
-    file('etc/motd', 'old news', { mtime: OLD }),
-    dir('usr'),
-    dir('usr/bin'),
-    file('usr/bin/su', 'su-binary', { mode: 0o4755, xattrs: { 'security.capability': CAP, 'user.origin': 'layer0' } }),
-    hardlink('usr/bin/su-link', 'usr/bin/su'),
-    file('usr/bin/wall', 'wall', { mode: 0o2755, gid: 5 }),
-    dir('tmp', { mode: 0o1777 }),
-    dir('var/lib/gone', { uid: 7 }),
-    file('var/lib/gone/data', 'x'.repeat(5000)),
-    file('var/lib/kept', 'kept'),
-    dir('opq', { mode: 0o700, uid: 11, xattrs: { 'user.dir': 'lower' } }),
-    file('opq/lower-only', 'lower'),
-    dir('opq/lower-dir'),
-    file('opq/lower-dir/f', 'f'),
-    file('replaced-by-dir', 'i was a file'),
-    dir('replaced-by-file'),
-    file('replaced-by-file/child', 'c'),
-    symlink('lib', 'usr/lib'),
-    chardev('dev/null', 1, 3, { mode: 0o666 }),
-    blockdev('dev/loop0', 7, 0, { mode: 0o660, gid: 6 }),
-    fifo('run/fifo', { mode: 0o600 }),
-    file('implicit/deep/file', 'implicit parents', { uid: 1000, gid: 1000 }),
-  ],
-  [
-    whiteout('etc/motd'),
-    file('etc/motd', 'new news', { mtime: NEW, mode: 0o600 }),
-    whiteout('var/lib/gone'),
-    opaque('opq'),
-    file('opq/upper', 'upper'),
-    dir('replaced-by-dir', { mode: 0o711 }),
-    file('replaced-by-dir/inside', 'inside'),
-    symlink('replaced-by-file', '/etc/passwd'),
-    file('usr/bin/new', 'new tool', { uid: 1234, gid: 5678, xattrs: { 'user.mime': 'text/plain' } }),
-    hardlink('usr/bin/new-link', 'usr/bin/new'),
-    hardlink('usr/bin/new-link2', 'usr/bin/new'),
-    file('implicit/deep/second', '2'),
-    file('big', { size: 300_000 }),
-  ],
-  [
-    dir('etc', { mode: 0o755, mtime: NEW }),
-    whiteout('dev/loop0'),
-    file('opq/top', 'top'),
-    whiteout('ghost/nothing'),
-    whiteout('run'),
-    dir('run', { mode: 0o700 }),
-    file('etc/.wh.not-a-whiteout-dir/x', 'odd name'),
-  ],
-];
-
 interface Seen {
   type: string;
   mode: number;

@@ -11,6 +11,7 @@ import { createLayerService } from '../../src/layers/layer-service.js';
 import { startRegistry } from '../support/registry.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage } from '../support/image-builder.js';
+import { prng } from '../support/prng.js';
 import { pushImage } from '../support/push.js';
 import { tempDir } from '../support/tmp.js';
 import { contentBytes, dir, file, hardlink, symlink, whiteout, fifo, type TarEntry } from '../support/tar-dsl.js';
@@ -43,17 +44,6 @@ const layers: { compression: 'gzip' | 'zstd' | 'none'; entries: TarEntry[] }[] =
   },
   { compression: 'none', entries: [dir('opt'), file('opt/exactly-one-chunk', { size: CHUNK }), file('opt/chunk-plus-one', { size: CHUNK + 1 })] },
 ];
-
-/** xorshift32: the same "random" reads every run. */
-function prng(seed: number): () => number {
-  let x = seed;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 2 ** 32;
-  };
-}
 
 t.test('every file of a converted image, read lazily through the engine, equals the bytes it was built from', async (t) => {
   const reg = await startRegistry(t);

@@ -8,90 +8,20 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
-import { createDaemon, type Daemon } from '../../src/fuse/daemon.js';
-import { isMounted } from '../../src/fuse/mount.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { hostRootfsEntries } from '../support/host-rootfs.js';
 import { buildImage, type BuiltImage } from '../support/image-builder.js';
+import { mountDaemon } from '../support/mount-daemon.js';
 import { umociUnpack, writeOciLayout } from '../support/oci-layout.js';
+import { CAP, LAYERS } from '../support/oracle-image.js';
 import { pushImage } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
-import { blockdev, chardev, dir, fifo, file, hardlink, opaque, symlink, whiteout, type TarEntry } from '../support/tar-dsl.js';
-import { makeTempDir, removeDir, tempDir } from '../support/tmp.js';
+import { dir, file, hardlink, type TarEntry } from '../support/tar-dsl.js';
+import { tempDir } from '../support/tmp.js';
 import { diffSnapshots, snapshotTree, type TreeSnapshot } from '../support/tree-snapshot.js';
 
 const run = promisify(execFile);
-const CAP = Buffer.from([0x01, 0, 0, 0x02, 0x80, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-const OLD = new Date('2001-02-03T04:05:06Z');
-const NEW = new Date('2022-06-07T08:09:10Z');
-const LONG = `long-${'ä'.repeat(40)}-${'x'.repeat(120)}`; // > 100 bytes: a PAX path record
-const UNICODE = 'ünïcødé-名前-🙂';
-
-const LAYERS: TarEntry[][] = [
-  [
-    dir('etc', { mtime: OLD, mode: 0o750, gid: 4 }),
-    file('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'),
-    file('etc/motd', 'old news', { mtime: OLD }),
-    file('etc/empty', ''),
-    dir('usr'),
-    dir('usr/bin'),
-    file('usr/bin/su', 'su-binary', { mode: 0o4755, xattrs: { 'security.capability': CAP, 'user.origin': 'layer0' } }),
-    hardlink('usr/bin/su-link', 'usr/bin/su'),
-    file('usr/bin/wall', 'wall', { mode: 0o2755, gid: 5 }),
-    file('usr/bin/sticky', 'sticky', { mode: 0o1755 }),
-    dir('tmp', { mode: 0o1777 }),
-    dir('var/lib/gone', { uid: 7 }),
-    file('var/lib/gone/data', 'x'.repeat(5000)),
-    file('var/lib/kept', 'kept'),
-    dir('opq', { mode: 0o700, uid: 11, xattrs: { 'user.dir': 'lower' } }),
-    file('opq/lower-only', 'lower'),
-    dir('opq/lower-dir'),
-    file('opq/lower-dir/f', 'f'),
-    file('replaced-by-dir', 'i was a file'),
-    dir('replaced-by-file'),
-    file('replaced-by-file/child', 'c'),
-    symlink('lib', 'usr/lib'),
-    symlink('etc/abs-link', '/usr/bin/su', { mtime: OLD }),
-    chardev('dev/null', 1, 3, { mode: 0o666 }),
-    blockdev('dev/loop0', 7, 0, { mode: 0o660, gid: 6 }),
-    blockdev('dev/sdq', 259, 300, { mode: 0o640 }),
-    fifo('run/fifo', { mode: 0o600 }),
-    file('implicit/deep/file', 'implicit parents', { uid: 1000, gid: 1000 }),
-  ],
-  [
-    whiteout('etc/motd'),
-    file('etc/motd', 'new news', { mtime: NEW, mode: 0o600 }),
-    whiteout('var/lib/gone'),
-    opaque('opq'),
-    file('opq/upper', 'upper'),
-    dir('replaced-by-dir', { mode: 0o711 }),
-    file('replaced-by-dir/inside', 'inside'),
-    symlink('replaced-by-file', '/etc/passwd'),
-    file('usr/bin/new', 'new tool', { uid: 1234, gid: 5678, mtime: NEW, xattrs: { 'user.mime': 'text/plain', 'user.bin': Buffer.from([0, 0xff, 0x80, 7]) } }),
-    hardlink('usr/bin/new-link', 'usr/bin/new'),
-    hardlink('usr/bin/new-link2', 'usr/bin/new'),
-    file('implicit/deep/second', '2'),
-    dir('names'),
-    file(`names/${LONG}`, 'long name\n'),
-    file(`names/${UNICODE}`, 'unicode name\n', { uid: 65534, gid: 65534 }),
-    symlink('names/long-target', `/${LONG}/${'y'.repeat(150)}`),
-    file('big/multi-mb.bin', { size: 6 * 2 ** 20 + 4321 }),
-    file('big/small.txt', 'a small file next to a big one\n'),
-    file('big/sparse.img', { size: 3 * 2 ** 20 + 5, sparse: true }),
-  ],
-  [
-    dir('etc', { mode: 0o755, mtime: NEW }),
-    whiteout('dev/loop0'),
-    file('opq/top', 'top'),
-    whiteout('ghost/nothing'),
-    whiteout('run'),
-    dir('run', { mode: 0o700 }),
-    file('etc/.wh.not-a-whiteout-dir/x', 'odd name'),
-    file('etc/hostname-ish', 'oracle\n'),
-  ],
-];
-
 // Regression: a hardlink whose target a LOWER layer holds made the whole image EIO; umoci links it (nlink 2).
 const CROSS_LAYER_HARDLINK: TarEntry[][] = [
   [dir('etc'), file('etc/passwd', 'root:x:0:0::/root:/bin/sh\n'), file('usr/bin/tool', 'tool'), hardlink('usr/bin/tool-2', 'usr/bin/tool')],
@@ -118,22 +48,6 @@ async function buildVariants(work: string, name: string, layers: TarEntry[][]): 
   }
   const estargz = await buildImage(join(work, `${name}-estargz`), { layers: prebuilt });
   return { gzip, estargz };
-}
-
-async function mountDaemon(t: Test, name: string): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
-  const mnt = makeTempDir(`${name}-mnt`);
-  const cacheDir = makeTempDir(`${name}-cache`);
-  const logs: string[] = [];
-  // One teardown, in this order: unmount (a sync rm on a live mount served by this thread would hang), then rm.
-  let daemon: Daemon | undefined;
-  t.teardown(async () => {
-    await daemon?.close();
-    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
-    if (!(await isMounted(mnt))) removeDir(mnt);
-    removeDir(cacheDir);
-  });
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: (l) => logs.push(l) });
-  return { mnt, daemon, logs };
 }
 
 /** Runs a command in a child; never rejects, so failures can be asserted on. */

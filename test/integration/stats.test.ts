@@ -1,22 +1,19 @@
 // `tocfs stats MNT` against a real mount (DESIGN.md §1.1, §1.4): an image of one plain gzip layer (read
 // whole: a FullLayer) under one eStargz layer, pushed to a real registry and mounted by `createDaemon`. The
 // CLI runs in a child process (`getfattr` on a mount served by this process's JS thread must not block it).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
-import { createDaemon, type Daemon } from '../../src/fuse/daemon.js';
-import { isMounted } from '../../src/fuse/mount.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
+import { mountDaemon } from '../support/mount-daemon.js';
 import { pushImage } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
 import { dir, file } from '../support/tar-dsl.js';
-import { makeTempDir, removeDir, tempDir } from '../support/tmp.js';
+import { tempDir } from '../support/tmp.js';
 
-const run = promisify(execFile);
 const RUNNER = fileURLToPath(new URL('../support/tocfs-src.ts', import.meta.url));
 const BIG = 3 * 2 ** 20 + 777;
 
@@ -62,16 +59,7 @@ t.test('tocfs stats shows what a read moved, and what the caches served', async 
   await pushImage(reg.seedUrl, 'stats/img', 'v1', image);
   const [full, lazy] = image.layers as [(typeof image.layers)[0], (typeof image.layers)[0]];
 
-  const mnt = makeTempDir('stats-mnt');
-  const cacheDir = makeTempDir('stats-cache');
-  let daemon: Daemon | undefined;
-  t.teardown(async () => {
-    await daemon?.close();
-    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
-    if (!(await isMounted(mnt))) removeDir(mnt);
-    removeDir(cacheDir);
-  });
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: () => {} });
+  const { mnt } = await mountDaemon(t, 'stats');
 
   const notMount = await tocfs(['stats', work]);
   t.equal(notMount.code, 1, 'a plain directory is refused');

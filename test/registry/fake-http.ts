@@ -7,6 +7,7 @@ import type { AddressInfo, Server, Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import type { Test } from 'tap';
 import { RegistryClient, type RegistryClientOptions } from '../../src/registry/client.js';
+import { xorshift32 } from '../support/prng.js';
 
 export interface Recorded {
   readonly method: string;
@@ -100,13 +101,8 @@ export function sha256(bytes: Uint8Array | string): string {
 /** Deterministic pseudo-random bytes, so slices are distinguishable. */
 export function blobOf(size: number, seed = 1): Buffer {
   const out = Buffer.alloc(size);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
+  const next = xorshift32(seed >>> 0 || 1);
+  for (let i = 0; i < size; i++) out[i] = next() & 0xff;
   return out;
 }
 

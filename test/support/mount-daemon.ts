@@ -1,0 +1,26 @@
+// A real `createDaemon` mount for integration tests, torn down with `t`: unmounted first (a sync rm on a
+// live mount served by this thread would hang), then its mountpoint and cache dir removed.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type { Test } from 'tap';
+import { createDaemon, type Daemon } from '../../src/fuse/daemon.js';
+import { isMounted } from '../../src/fuse/mount.js';
+import { makeTempDir, removeDir } from './tmp.js';
+
+const run = promisify(execFile);
+
+/** Mounts a daemon on a fresh temp dir named after `name`; `logs` collects every line it logs. */
+export async function mountDaemon(t: Test, name: string): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
+  const mnt = makeTempDir(`${name}-mnt`);
+  const cacheDir = makeTempDir(`${name}-cache`);
+  const logs: string[] = [];
+  let daemon: Daemon | undefined;
+  t.teardown(async () => {
+    await daemon?.close();
+    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
+    if (!(await isMounted(mnt))) removeDir(mnt);
+    removeDir(cacheDir);
+  });
+  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: (l) => logs.push(l) });
+  return { mnt, daemon, logs };
+}

@@ -26,7 +26,10 @@ export interface Figures {
   readonly bytesFetched: number;
   /** Bytes read from a CVMFS unpacked copy: always 0 until CVMFS layers land. */
   readonly bytesCvmfs: number;
-  /** Bytes served from tocfs's own caches: the memory and disk chunk stores, and whole layers on disk. */
+  /**
+   * Bytes taken from tocfs's own caches: whole verified chunks from the memory and disk chunk stores (a
+   * 128 KiB read of a 4 MiB cached chunk counts 4 MiB), and bytes read from whole layers on disk.
+   */
   readonly bytesCache: number;
   /** HTTP requests sent to registries. */
   readonly requests: number;

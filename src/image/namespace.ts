@@ -21,6 +21,8 @@ import { createInodeCounter, type LayerTree } from './layer-tree.js';
  * What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide totals on `/` and on every image root; `layers` is
  * keyed by layer digest (format, TOC source, fetched ratio...), and an image root lists only its own layers.
  */
+const MAX_REMEMBERED_FAILURES = 10_000;
+
 export interface Figures {
   /** Bytes received from registries: TOC tails, lazily fetched chunks, whole layers (and manifests, configs). */
   readonly bytesFetched: number;
@@ -218,6 +220,20 @@ class ImageFilesystem implements Filesystem {
    * answered from memory for `failureTtlMs` (and logged once), so a program probing one bad path many
    * times does not hammer the registry; after that the next lookup tries again.
    */
+  /**
+   * Entries are in insertion order and share one TTL, so the expired ones are at the front: sweeping them
+   * on insert (and capping the count) keeps a daemon probed with endless distinct bad names bounded.
+   */
+  #rememberFailure(key: string, error: unknown): void {
+    const now = this.#now();
+    for (const [oldKey, old] of this.#failures) {
+      if (old.until > now && this.#failures.size < MAX_REMEMBERED_FAILURES) break;
+      this.#failures.delete(oldKey);
+    }
+    this.#failures.delete(key);
+    this.#failures.set(key, { error, until: now + this.#failureTtlMs });
+  }
+
   #once<T>(key: string, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
     const failed = this.#failures.get(key);
     if (failed !== undefined) {
@@ -233,7 +249,7 @@ class ImageFilesystem implements Filesystem {
         },
         (error: unknown) => {
           this.#flights.delete(key);
-          this.#failures.set(key, { error, until: this.#now() + this.#failureTtlMs });
+          this.#rememberFailure(key, error);
           const code = isTocfsError(error) ? ` (${error.code})` : '';
           this.#log(`${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`);
           throw error;

@@ -16,7 +16,10 @@ export interface ImageDeps {
   readonly platform?: Platform;
   /** Shared by every tree of a filesystem so inode numbers are unique across it. */
   readonly inodes?: InodeCounter;
-  /** Told about an entry of the image left out of its tree (a hardlink whose target is missing below it). */
+  /**
+   * One line per resolved image and per layer (format, TOC source, size), and per entry of the image left
+   * out of its tree (a hardlink whose target is missing below it).
+   */
   readonly log?: (line: string) => void;
 }
 
@@ -56,6 +59,13 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
     ),
   ]);
   const pinned: ImageReference = { ...resolved.ref, digest: resolved.digest };
+  if (deps.log) {
+    deps.log(`image ${shown}: resolved to ${resolved.digest}, ${layers.length} layers`);
+    layers.forEach((layer, i) => {
+      const from = layer.tocSource === undefined ? '' : `, TOC from ${layer.tocSource}`;
+      deps.log!(`image ${shown}: layer ${i} ${layer.digest}: ${layer.index.format}${from}, ${manifest.layers[i]!.size} bytes`);
+    });
+  }
   return {
     ref: pinned,
     manifestDigest: resolved.digest,

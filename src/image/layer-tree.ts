@@ -7,6 +7,8 @@ import type { TocEntry, TocIndex } from '../formats/toc.js';
 export interface LayerTree {
   readonly digest: string;
   readonly index: TocIndex;
+  /** Where the TOC came from this time: the layer's blob, or tocfs's disk cache (for the log line). */
+  readonly tocSource?: 'blob' | 'cache';
   /** Bytes [offset, offset + length) of a regular file of this layer, clamped at its end. */
   read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
 }

@@ -84,6 +84,8 @@ t.test('root, intermediate dirs and an image tree', async (t) => {
   await t.rejects(fs.lookup(`${IMG}/gone`), { code: 'NOT_FOUND' });
   await t.rejects(fs.lookup(`${IMG}/bin/sh/x`), { code: 'NOT_FOUND' });
   t.same(h.resolves, ['library/app:v1@']);
+  t.match(h.logs, [/^image 127\.0\.0\.1:5000\/library\/app:v1: resolved to sha256:[0-9a-f]{64}, 2 layers$/], 'one line per resolved image');
+  t.equal(h.logs.filter((l) => /: layer [01] sha256:[0-9a-f]{64}: estargz-gzip, \d+ bytes$/.test(l)).length, 2, 'and one per layer');
 
   t.same(await fs.readdir('/images'), ['127.0.0.1:5000']);
   t.same(await fs.readdir('/images/127.0.0.1:5000'), ['library']);

@@ -43,21 +43,11 @@ export interface SuiteOptions {
   readonly maxChunksPerFile?: number;
 }
 
-interface Expected {
-  readonly type: TocEntry['type'];
-  readonly mode: number;
-  readonly uid: number;
-  readonly gid: number;
-  readonly mtimeMs: number;
-  readonly size: number;
-  readonly linkName?: string;
-  readonly devMajor?: number;
-  readonly devMinor?: number;
+type Expected = Pick<TocEntry, 'type' | 'mode' | 'uid' | 'gid' | 'mtimeMs' | 'size' | 'linkName' | 'devMajor' | 'devMinor' | 'implicit'> & {
   readonly xattrs: Readonly<Record<string, Buffer>>;
   readonly source?: TarEntry;
   nlink: number;
-  readonly implicit: boolean;
-}
+};
 
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const norm = (p: string): string => p.split('/').filter((s) => s !== '' && s !== '.').join('/');

@@ -136,34 +136,38 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     return layer;
   }
 
+  /**
+   * One open per layer digest: an opened layer is kept, concurrent callers join the open under way, and
+   * that open runs to its end whoever stops waiting (its result serves the next caller); a failure is not
+   * remembered.
+   */
+  function openOnce<T>(
+    digest: string,
+    done: ReadonlyMap<string, T>,
+    inFlight: Map<string, Promise<T>>,
+    start: () => Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    if (closed) return Promise.reject(new InvalidOptionError('layer service', 'closed'));
+    const layer = done.get(digest);
+    if (layer) return Promise.resolve(layer);
+    let p = inFlight.get(digest);
+    if (!p) {
+      p = start().finally(() => inFlight.delete(digest));
+      p.catch(() => {});
+      inFlight.set(digest, p);
+    }
+    return abortable(p, signal, `open of layer ${digest}`);
+  }
+
   const service: LayerService = {
     async openAny(repo, descriptor, callOpts = {}) {
       if (descriptor.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined) return service.open(repo, descriptor, callOpts);
-      if (closed) throw new InvalidOptionError('layer service', 'closed');
-      const done = fullOpened.get(descriptor.digest);
-      if (done) return done;
-      let p = fullOpening.get(descriptor.digest);
-      if (!p) {
-        // As in `open`: the download runs to its end whoever stops waiting.
-        p = doOpenFull(repo, descriptor).finally(() => fullOpening.delete(descriptor.digest));
-        p.catch(() => {});
-        fullOpening.set(descriptor.digest, p);
-      }
-      return abortable(p, callOpts.signal, `open of layer ${descriptor.digest}`);
+      return openOnce(descriptor.digest, fullOpened, fullOpening, () => doOpenFull(repo, descriptor), callOpts.signal);
     },
 
     async open(repo, descriptor, callOpts = {}) {
-      if (closed) throw new InvalidOptionError('layer service', 'closed');
-      const done = opened.get(descriptor.digest);
-      if (done) return done;
-      let p = opening.get(descriptor.digest);
-      if (!p) {
-        // The open runs to its end whoever stops waiting: its result serves the next caller.
-        p = doOpen(repo, descriptor).finally(() => opening.delete(descriptor.digest));
-        p.catch(() => {});
-        opening.set(descriptor.digest, p);
-      }
-      return abortable(p, callOpts.signal, `open of layer ${descriptor.digest}`);
+      return openOnce(descriptor.digest, opened, opening, () => doOpen(repo, descriptor), callOpts.signal);
     },
 
     stats() {

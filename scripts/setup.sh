@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 # Runtime: libfuse2 (fuse-native links libfuse.so.2), fuse3 (fusermount3 for stale-mount cleanup).
 # Tests: docker-registry (the real registry), umoci (the oracle), skopeo (full-pull baseline),
 # apache2-utils (htpasswd for basic auth), openssl (test certificates), zstd, bubblewrap,
-# attr (getfattr: `tocfs stats` reads the figures xattrs with it).
-packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr)
+# attr (getfattr: `tocfs stats` reads the figures xattrs with it), debootstrap (real rootfs images,
+# scripts/rootfs.sh).
+packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr
+  debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,8 +26,8 @@ if ((${#missing[@]})); then
     sudo=(sudo)
   fi
   export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+  "${sudo[@]}" apt-get install -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # npm ci only when node_modules is missing or older than the lockfile (npm writes .package-lock.json).

@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc -p test/tsconfig.json --noEmit
+# Real Debian roots the suite runs, built once per machine (cached) before tap's per-file timeouts start.
+bash scripts/rootfs.sh bookworm-minbase bookworm >/dev/null
+bash scripts/rootfs-image.sh bookworm-minbase bookworm-minbase >/dev/null
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

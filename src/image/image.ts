@@ -6,8 +6,10 @@ import { TocfsError, isTocfsError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference } from '../registry/reference.js';
 import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
-import type { InodeCounter, LayerTree } from './layer-tree.js';
+import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
 import { MergedTree } from './merged-tree.js';
+import { singularityEntries } from './singularity-files.js';
+import { SingularityOverlay, type ImageTree } from './singularity-overlay.js';
 
 export interface ImageDeps {
   readonly client: Pick<RegistryClient, 'resolve' | 'getConfig'>;
@@ -31,7 +33,8 @@ export interface Image {
   readonly config: ImageConfig;
   /** Bottom to top, as in the manifest. */
   readonly layers: readonly LayerTree[];
-  readonly tree: MergedTree;
+  /** The merged layers, with the Singularity entries the image lacks laid over them. */
+  readonly tree: ImageTree;
 }
 
 /**
@@ -58,6 +61,7 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
       ),
     ),
   ]);
+  const inodes = deps.inodes ?? createInodeCounter();
   const pinned: ImageReference = { ...resolved.ref, digest: resolved.digest };
   if (deps.log) {
     deps.log(`image ${shown}: resolved to ${resolved.digest}, ${layers.length} layers`);
@@ -71,11 +75,24 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
     manifestDigest: resolved.digest,
     config: config.document,
     layers,
-    tree: new MergedTree(layers, {
-      ...(deps.inodes && { inodes: deps.inodes }),
-      ...(deps.log && { log: (line: string) => deps.log!(`image ${shown}: ${line}`) }),
-    }),
+    tree: withSingularity(
+      new MergedTree(layers, {
+        inodes,
+        ...(deps.log && { log: (line: string) => deps.log!(`image ${shown}: ${line}`) }),
+      }),
+      config.document,
+      inodes,
+    ),
   };
+}
+
+/** The image's own tree plus `/.singularity.d` and the runtime's mount points where it lacks them. */
+function withSingularity(tree: MergedTree, config: ImageConfig, inodes: InodeCounter): ImageTree {
+  const created = typeof config['created'] === 'string' ? Date.parse(config['created']) : NaN;
+  return new SingularityOverlay(tree, singularityEntries(config), {
+    inodes,
+    mtimeMs: Number.isFinite(created) ? created : 0,
+  });
 }
 
 function wrap(err: unknown, context: string): TocfsError {

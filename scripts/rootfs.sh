@@ -52,6 +52,8 @@ fi
 if ((${#packages[@]})); then
   echo "rootfs: installing ${packages[*]} into $name" >&2
   cp /etc/resolv.conf "$work/etc/resolv.conf" 2>/dev/null || true
+  # debootstrap leaves no /etc/hosts; tools run from the root later (Apptainer's build) read it.
+  [[ -e $work/etc/hosts ]] || cp /etc/hosts "$work/etc/hosts"
   # A private mount namespace: /proc and /dev for the package scripts vanish with it, whatever happens.
   unshare --mount --propagation private bash -c '
     set -e

@@ -174,7 +174,7 @@ const FINAL_ENV = [
 /**
  * Every synthetic entry for an image config, parents before children. Directories are 0755 root, scripts
  * 0755, data files 0644, and the mount points are empty: the runtime binds /dev, /proc, /sys, $HOME,
- * /tmp, /etc/hosts and /etc/resolv.conf over them.
+ * /tmp, /etc/hosts and /etc/resolv.conf over them (podman also /etc/hostname and /run/.containerenv).
  */
 export function singularityEntries(config: ImageConfig): SyntheticEntry[] {
   const c = config.config ?? {};
@@ -204,10 +204,15 @@ export function singularityEntries(config: ImageConfig): SyntheticEntry[] {
   link('.exec', '.singularity.d/actions/exec');
   link('.shell', '.singularity.d/actions/shell');
   link('.test', '.singularity.d/actions/test');
-  for (const mountPoint of ['dev', 'proc', 'sys', 'home', 'root', 'var', 'etc']) dir(mountPoint, false);
+  for (const mountPoint of ['dev', 'proc', 'sys', 'home', 'root', 'var', 'etc', 'run']) dir(mountPoint, false);
   dir('tmp', false, 0o1777);
   dir('var/tmp', false, 0o1777);
   file('etc/hosts', '', 0o644, false);
   file('etc/resolv.conf', '', 0o644, false);
+  // What podman and runc bind or create in a root they cannot write to (`podman run --read-only --rootfs`):
+  // without these, rootless podman fails on a read-only tree.
+  file('etc/hostname', '', 0o644, false);
+  file('run/.containerenv', '', 0o644, false);
+  entries.push({ path: 'etc/mtab', type: 'symlink', mode: 0o777, linkName: '../proc/self/mounts', metadata: false });
   return entries;
 }

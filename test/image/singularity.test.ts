@@ -102,11 +102,13 @@ t.test('an image without /.singularity.d gets it, the root symlinks and the miss
     { name: 'tmp', type: 'symlink', linkName: 'var/tmp-elsewhere' },
   ]);
   const root = [...(o.readdir('') ?? [])].sort();
-  t.same(root, ['.exec', '.run', '.shell', '.singularity.d', '.test', 'bin', 'dev', 'environment', 'etc', 'home', 'proc', 'root', 'singularity', 'sys', 'tmp', 'var']);
+  t.same(root, ['.exec', '.run', '.shell', '.singularity.d', '.test', 'bin', 'dev', 'environment', 'etc', 'home', 'proc', 'root', 'run', 'singularity', 'sys', 'tmp', 'var']);
   t.same([...(o.readdir('.singularity.d') ?? [])].sort(), ['actions', 'env', 'labels.json', 'libs', 'runscript']);
   t.same([...(o.readdir('.singularity.d/actions') ?? [])].sort(), ['exec', 'run', 'shell', 'start', 'test']);
   t.same([...(o.readdir('.singularity.d/env') ?? [])].sort(), ['01-base.sh', '10-docker2singularity.sh', '90-environment.sh', '99-base.sh', '99-runtimevars.sh']);
-  t.same([...(o.readdir('etc') ?? [])].sort(), ['hosts', 'resolv.conf', 'shadow'], 'resolv.conf added, the image\'s hosts kept');
+  t.same([...(o.readdir('etc') ?? [])].sort(), ['hostname', 'hosts', 'mtab', 'resolv.conf', 'shadow'], 'resolv.conf and podman\'s files added, the image\'s hosts kept');
+  t.match(o.lookup('etc/mtab'), { type: 'symlink', linkName: '../proc/self/mounts' });
+  t.match(o.lookup('run/.containerenv'), { type: 'reg', size: 0, mode: 0o644 });
   t.same([...(o.readdir('var') ?? [])].sort(), ['lib', 'tmp']);
   t.match(o.lookup('tmp'), { type: 'symlink', linkName: 'var/tmp-elsewhere' }, 'the image wins over a mount point');
   t.equal(decode(await o.read('etc/hosts', 0, 100)), '127.0.0.1 image\n');
@@ -133,7 +135,7 @@ t.test('an image without /.singularity.d gets it, the root symlinks and the miss
 
   // Link counts: the image's own directories count the synthetic subdirectories too.
   t.equal(o.lookup('var')!.nlink, 4, 'var: lib + synthetic tmp');
-  t.equal(o.lookup('')!.nlink, 2 + ['bin', 'etc', 'var', '.singularity.d', 'dev', 'proc', 'sys', 'home', 'root'].length);
+  t.equal(o.lookup('')!.nlink, 2 + ['bin', 'etc', 'var', '.singularity.d', 'dev', 'proc', 'sys', 'home', 'root', 'run'].length);
 
   // Stable: the same inode and object on every lookup; inodes distinct across the tree.
   const paths = ['', '.singularity.d', '.singularity.d/runscript', 'singularity', 'proc', 'var', 'var/tmp', 'etc/resolv.conf', 'bin/sh', 'etc/shadow'];
@@ -151,7 +153,7 @@ t.test('an image that brings its own /.singularity.d keeps it and gets no synthe
   ]);
   t.same([...(o.readdir('.singularity.d') ?? [])], ['runscript'], 'nothing added inside the image\'s own');
   t.equal(decode(await o.read('.singularity.d/runscript', 0, 100)), '#!/bin/sh\necho mine\n');
-  t.same([...(o.readdir('') ?? [])].sort(), ['.singularity.d', 'dev', 'etc', 'home', 'proc', 'root', 'sys', 'tmp', 'var'], 'mount points still added');
+  t.same([...(o.readdir('') ?? [])].sort(), ['.singularity.d', 'dev', 'etc', 'home', 'proc', 'root', 'run', 'sys', 'tmp', 'var'], 'mount points still added');
   t.equal(o.lookup('singularity'), undefined, 'no root symlinks either');
 });
 

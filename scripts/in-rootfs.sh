@@ -26,7 +26,7 @@ shift
 uid=${ids%%:*} gid=${ids#*:}
 [[ $ids == *:* ]] || gid=$uid
 
-exec unshare --mount --propagation private bash -c '
+exec unshare --mount --propagation private bash --norc -c '
   set -euo pipefail
   root=$1 uid=$2 gid=$3 nbinds=$4
   shift 4

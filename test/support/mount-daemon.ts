@@ -3,14 +3,21 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
-import { createDaemon, type Daemon } from '../../src/fuse/daemon.js';
+import { createDaemon, type Daemon, type DaemonConfig } from '../../src/fuse/daemon.js';
 import { isMounted } from '../../src/fuse/mount.js';
 import { makeTempDir, removeDir } from './tmp.js';
 
 const run = promisify(execFile);
 
-/** Mounts a daemon on a fresh temp dir named after `name`; `logs` collects every line it logs. */
-export async function mountDaemon(t: Test, name: string): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
+/**
+ * Mounts a daemon on a fresh temp dir named after `name`; `logs` collects every line it logs. `options`
+ * override the daemon config (e.g. `allowOther` for runtimes run as another user).
+ */
+export async function mountDaemon(
+  t: Test,
+  name: string,
+  options: Partial<Omit<DaemonConfig, 'mountpoint' | 'cacheDir' | 'log'>> = {},
+): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
   const mnt = makeTempDir(`${name}-mnt`);
   const cacheDir = makeTempDir(`${name}-cache`);
   const logs: string[] = [];
@@ -21,6 +28,6 @@ export async function mountDaemon(t: Test, name: string): Promise<{ mnt: string;
     if (!(await isMounted(mnt))) removeDir(mnt);
     removeDir(cacheDir);
   });
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: (l) => logs.push(l) });
+  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, ...options, log: (l) => logs.push(l) });
   return { mnt, daemon, logs };
 }

@@ -23,6 +23,10 @@ export interface RootfsSpec {
 
 /** The minbase bookworm root that the suite's rootfs tests run (debootstrap --variant=minbase). */
 export const BOOKWORM_MINBASE: RootfsSpec = { name: 'bookworm-minbase', suite: 'bookworm' };
+/** Debian sid minbase: the base of the Apptainer root (Apptainer is packaged for sid only, with sid's libc). */
+export const SID_MINBASE: RootfsSpec = { name: 'sid-minbase', suite: 'sid' };
+/** sid + apptainer, run with scripts/in-rootfs.sh (TESTING.md, "Runtimes over a FUSE tree"). */
+export const SID_APPTAINER: RootfsSpec = { name: 'sid-apptainer', suite: 'sid', from: 'sid-minbase', packages: ['apptainer'] };
 
 /** The directory of a cached root, building it (and nothing else) when missing. */
 export async function cachedRootfs(spec: RootfsSpec): Promise<string> {

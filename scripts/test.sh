@@ -8,6 +8,15 @@ npx tsc -p test/tsconfig.json --noEmit
 # Real Debian roots the suite runs, built once per machine (cached) before tap's per-file timeouts start.
 bash scripts/rootfs.sh bookworm-minbase bookworm >/dev/null
 bash scripts/rootfs-image.sh bookworm-minbase bookworm-minbase >/dev/null
+# Apptainer is packaged for sid only: a sid root with it (test/integration/runtimes.test.ts). If it cannot be
+# built here, that test says so loudly and still runs bwrap and podman.
+if ! { bash scripts/rootfs.sh sid-minbase sid >/dev/null &&
+  bash scripts/rootfs.sh sid-apptainer sid --from sid-minbase apptainer >/dev/null; }; then
+  export TOCFS_TEST_NO_APPTAINER="building the Debian sid root with apptainer failed (see /var/cache/tocfs-test/rootfs/sid-*.log)"
+  echo "test: $TOCFS_TEST_NO_APPTAINER" >&2
+fi
+# The container image of deploy/Dockerfile by the README's offline route (test/integration/container.test.ts).
+TOCFS_TEST_CONTAINER_IMAGE=$(bash scripts/container-image.sh) && export TOCFS_TEST_CONTAINER_IMAGE
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

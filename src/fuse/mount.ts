@@ -54,15 +54,23 @@ type Signal = (result: number, ...values: unknown[]) => void;
 // mount is already gone (`tocfs unmount`, `umount -l` by an admin) fusermount fails and the thread would
 // keep the process alive forever: treat "not mounted any more" as success. Fuse.unmount is only used by
 // fuse-native's own close, so this changes nothing else.
+// And when no FUSE mount is left at MNT, fusermount is not run at all: as root it would detach whatever is
+// mounted there, such as the bind mount a container's volume is.
 const fusermountUnmount = Fuse.unmount;
-Fuse.unmount = (mnt, cb) =>
-  fusermountUnmount(mnt, (err) => {
-    if (!err) return cb(null);
-    isMounted(mnt).then(
-      (still) => cb(still ? err : null),
-      () => cb(err),
-    );
-  });
+Fuse.unmount = (mnt, cb) => {
+  const viaFusermount = (): void =>
+    fusermountUnmount(mnt, (err) => {
+      if (!err) return cb(null);
+      isMounted(mnt).then(
+        (still) => cb(still ? err : null),
+        () => cb(err),
+      );
+    });
+  isMounted(mnt).then(
+    (mounted) => (mounted ? viaFusermount() : cb(null)),
+    viaFusermount,
+  );
+};
 
 class TocfsFuse extends Fuse {
   constructor(
@@ -169,9 +177,16 @@ export async function mountFilesystem(fs: Filesystem, mountpoint: string, opts: 
 }
 
 /** Whether `mnt` (absolute) is a mount point, per /proc/self/mounts (octal escapes decoded). */
+/**
+ * Whether a FUSE mount sits at `mnt`. Other mounts there do not count: in a container the mountpoint is
+ * a bind mount (the volume shared with the host), and tocfs mounts on top of it.
+ */
 export async function isMounted(mnt: string): Promise<boolean> {
   const text = await readFile('/proc/self/mounts', 'utf8');
-  return text.split('\n').some((line) => decodeMountField(line.split(' ')[1] ?? '') === mnt);
+  return text.split('\n').some((line) => {
+    const [, where, type] = line.split(' ');
+    return decodeMountField(where ?? '') === mnt && type !== undefined && /^fuse(\.|$)/.test(type);
+  });
 }
 
 function decodeMountField(field: string): string {
@@ -210,6 +225,8 @@ async function isDead(mnt: string): Promise<boolean> {
 
 /** Lazy unmount: the mount disappears from the namespace now, and for good once nothing holds it. */
 export async function detach(mnt: string): Promise<void> {
+  // Only a FUSE mount: never what lies below it (a container's bind-mounted volume).
+  if (!(await isMounted(mnt))) return;
   try {
     await run('fusermount', ['-uz', mnt]);
   } catch {

@@ -124,3 +124,22 @@ t.test('unmount leaves nothing in /proc/mounts; a live mount is not taken over; 
   await mount.unmount();
   await t.rejects(unmountPath(dir), { code: 'INVALID_OPTION' });
 });
+
+t.test('a bind mount at MNT (a container volume, rshared) is mounted over and left in place', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tocfs-bind-'));
+  await run('mount', ['--bind', dir, dir]);
+  t.teardown(async () => {
+    await run('umount', [dir]).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  });
+  t.notOk(await isMounted(dir), 'a bind mount is no FUSE mount');
+  const mount = await mountFilesystem(fakeFilesystem(), dir, { log: () => {}, watchMs: 50 });
+  t.teardown(() => mount.unmount());
+  t.ok(await isMounted(dir));
+  t.same((await readdir(dir)).sort(), ['dev', 'etc', 'images'], 'serves the filesystem, not the bind');
+  await unmountPath(dir);
+  await mount.closed; // the watch noticed the FUSE mount went, though the bind is still there
+  t.notOk(await isMounted(dir));
+  const mounts = await readFile('/proc/self/mounts', 'utf8');
+  t.ok(mounts.split('\n').some((l) => l.split(' ')[1] === dir), 'the bind mount stays');
+});

@@ -35,6 +35,13 @@ declare module 'fuse-native' {
     unmount(cb: (err: Error | null) => void): void;
     /** The `-oa,b,c` argument handed to fuse_mount/fuse_new, or '' when there are no options. */
     _fuseOptions(): string;
+    /** Internals its `_open` hands to the native mount (src/fuse/mount.ts mounts without its dev check). */
+    _thread: Buffer;
+    _openCallback: (err: Error | null) => void;
+    readonly _handlers: unknown[];
+    _getImplementedArray(): Uint32Array;
+    _malloc(size: number): unknown;
+    _open(cb: (err: Error | null) => void): void;
     static unmount(mnt: string, cb: (err: Error | null) => void): void;
   }
   export = Fuse;

@@ -10,7 +10,8 @@
  */
 import Fuse from 'fuse-native';
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidOptionError, TocfsError } from '../errors.js';
@@ -18,6 +19,16 @@ import type { Filesystem } from '../image/filesystem.js';
 import { createFuseOps, type FuseOps } from './ops.js';
 
 const run = promisify(execFile);
+
+/** fuse-native's native binding (the same module instance its index.js loaded: require caches it). */
+interface FuseBinding {
+  readonly sizeof_fuse_thread_t: number;
+  fuse_native_mount(mnt: string, opts: string, thread: Buffer, self: object, malloc: unknown, handlers: unknown[], implemented: Uint32Array): void;
+}
+const fuseNativeRequire = createRequire(createRequire(import.meta.url).resolve('fuse-native'));
+const fuseBinding = (fuseNativeRequire('node-gyp-build') as (dir: string) => FuseBinding)(
+  fuseNativeRequire.resolve('./package.json').replace(/\/package\.json$/, ''),
+);
 
 /** Seconds the kernel may cache entries and attributes: image trees never change once resolved. */
 export const CACHE_TIMEOUT_S = 86400;
@@ -80,6 +91,27 @@ class TocfsFuse extends Fuse {
     private readonly extraOptions: readonly string[],
   ) {
     super(mnt, ops, opts);
+  }
+
+  /**
+   * fuse-native's `_open` refuses a mountpoint on another device than its parent ("Mountpoint in use"): any
+   * mountpoint that is itself a mount, as a container's volume always is (`-v /srv/tocfs:/srv/tocfs:rshared`).
+   * cleanStaleMount has already refused a live FUSE mount and detached a dead one there, so this does the
+   * same steps without that check: make the directory if missing, then the native mount.
+   */
+  override _open(cb: (err: Error | null) => void): void {
+    mkdir(this.mnt, { recursive: true })
+      .then(() => stat(this.mnt))
+      .then((st) => {
+        if (!st.isDirectory()) return cb(new Error('Mountpoint is not a directory'));
+        this._thread = Buffer.alloc(fuseBinding.sizeof_fuse_thread_t);
+        this._openCallback = cb;
+        try {
+          fuseBinding.fuse_native_mount(this.mnt, this._fuseOptions(), this._thread, this, this._malloc, this._handlers, this._getImplementedArray());
+        } catch (err) {
+          cb(err as Error);
+        }
+      }, cb);
   }
 
   override _fuseOptions(): string {

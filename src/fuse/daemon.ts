@@ -18,6 +18,7 @@ export interface DaemonConfig {
   readonly memoryCacheBytes?: number;
   readonly platform?: Platform;
   readonly insecureRegistries?: readonly string[];
+  /** allow_other + default_permissions (default true; see MountOptions). */
   readonly allowOther?: boolean;
   readonly allowSuid?: boolean;
   /** Unmount on SIGINT/SIGTERM. Default true. */
@@ -76,7 +77,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     disposers.push(() => fs.close());
 
     const mount = await mountFilesystem(fs, config.mountpoint, {
-      allowOther: !!config.allowOther,
+      allowOther: config.allowOther ?? true,
       allowSuid: !!config.allowSuid,
       handleSignals: config.handleSignals ?? true,
       debug: !!config.debug,

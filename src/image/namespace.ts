@@ -169,8 +169,11 @@ class ImageFilesystem implements Filesystem {
       parsed = parseImagePath(rest);
     } catch (err) {
       if (!(err instanceof InvalidReferenceError)) throw err;
-      // Not worth a log line: shells and Python probe names like these all the time.
-      throw new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
+      const error = new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
+      // Only a name that tries to be a reference (it holds ':' or '@') gets here, so it is most likely a
+      // typo worth telling the user; going through the failure memory logs it once per failure period,
+      // not on every probe of the same name.
+      return this.#once<Target>(`${top}/${rest.join('/')}`, signal, () => Promise.reject(error));
     }
     if (parsed === undefined) return { kind: 'prefix', top, path: parts.join('/') };
     const key = rest.slice(0, parsed.consumed).join('/');

@@ -29,8 +29,8 @@ export interface Figures {
   /** Bytes read from a CVMFS unpacked copy: always 0 until CVMFS layers land. */
   readonly bytesCvmfs: number;
   /**
-   * Bytes taken from tocfs's own caches: whole verified chunks from the memory and disk chunk stores (a
-   * 128 KiB read of a 4 MiB cached chunk counts 4 MiB), and bytes read from whole layers on disk.
+   * Bytes that reads took from tocfs's own caches: from verified chunks in the memory and disk chunk
+   * stores (a 128 KiB read of a cached 4 MiB chunk counts 128 KiB), and from whole layers on disk.
    */
   readonly bytesCache: number;
   /** HTTP requests sent to registries. */

@@ -73,6 +73,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
       ...(config.platform ? { platform: config.platform } : {}),
       log: config.log,
       figures: () => figuresOf(layers),
+      cacheSpace: () => ({ totalBytes: config.cacheSize, usedBytes: layers.stats().disk.bytes }),
     });
     disposers.push(() => fs.close());
 

@@ -13,7 +13,7 @@ import type { TocEntry } from '../formats/toc.js';
 import { abortable } from '../layers/deferred.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
-import type { Filesystem, FsNode, ReadOptions } from './filesystem.js';
+import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
 import { createInodeCounter, type LayerTree } from './layer-tree.js';
 
@@ -42,6 +42,8 @@ export interface NamespaceDeps extends Omit<ImageDeps, 'inodes'> {
   /** One line per event worth a log (a failed resolution, once per failure period). Default: debuglog('tocfs'). */
   readonly log?: (line: string) => void;
   readonly figures?: () => Figures;
+  /** The disk cache's budget and use, for statfs. */
+  readonly cacheSpace?: () => { readonly totalBytes: number; readonly usedBytes: number };
   /** A layer by digest alone, for `/layers` paths no resolved image has opened. Without it, NOT_FOUND. */
   readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<LayerTree>;
   /** How long a failed resolution is answered from memory. Default 10 s. */
@@ -132,6 +134,11 @@ class ImageFilesystem implements Filesystem {
     throw new TocfsError('FORMAT', `${path} is a directory`);
   }
 
+  space(): FsSpace {
+    const cache = this.#deps.cacheSpace?.() ?? { totalBytes: 0, usedBytes: 0 };
+    return { totalBytes: cache.totalBytes, usedBytes: cache.usedBytes, files: this.#inodes.issued() + 1 };
+  }
+
   async xattrs(path: string, opts: ReadOptions = {}): Promise<ReadonlyMap<string, Uint8Array>> {
     const target = await this.#target(path, opts.signal);
     switch (target.kind) {
@@ -170,9 +177,9 @@ class ImageFilesystem implements Filesystem {
     } catch (err) {
       if (!(err instanceof InvalidReferenceError)) throw err;
       const error = new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
-      // Only a name that tries to be a reference (it holds ':' or '@') gets here, so it is most likely a
-      // typo worth telling the user; going through the failure memory logs it once per failure period,
-      // not on every probe of the same name.
+      // A name that can never be (part of) a reference, e.g. `Library` for `library`: most likely the
+      // user's typo, worth a line saying why, since the kernel stops at that component and the user only
+      // sees ENOENT. Through the failure memory it is logged once per failure period, not on every probe.
       return this.#once<Target>(`${top}/${rest.join('/')}`, signal, () => Promise.reject(error));
     }
     if (parsed === undefined) return { kind: 'prefix', top, path: parts.join('/') };

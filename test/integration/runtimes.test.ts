@@ -69,7 +69,7 @@ t.test('Apptainer, bwrap and podman run an image from the mount as an unprivileg
   const work = tempDir(t, 'runtimes');
   const reg = await startRegistry(t);
   await pushLayout(await runtimeImage(work), 'runtimes', reg.seedHost, 'test/runtimes:v1');
-  // The lead is making allow_other + default_permissions the default; until then, ask for it.
+  // allow_other + default_permissions: the default, stated here since everything below depends on it.
   const { mnt, logs } = await mountDaemon(t, 'runtimes', { allowOther: true });
   const image = join(mnt, 'images', reg.host, 'test/runtimes:v1');
   const probe = 'echo "$PATH"; cat /etc/debian_version; echo "$GREETING"';

@@ -21,6 +21,10 @@ export interface ZstdBuildOptions {
   readonly style?: 'storage' | 'stargz';
   /** Mark all-zero chunks `chunkType: "zeros"` (storage style). */
   readonly zeros?: boolean;
+  /** Rewrites the TOC JSON before it is compressed (to build lying TOCs). */
+  readonly mutateToc?: (toc: { version: number; entries: Json[] }) => unknown;
+  /** Replaces the compressed TOC bytes (annotations and footer describe the replacement). */
+  readonly replaceCompressedToc?: (compressed: Buffer) => Buffer;
 }
 
 export interface BuiltZstd {
@@ -40,7 +44,7 @@ export interface BuiltZstd {
 
 const BLOCK = 512;
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-type Json = Record<string, string | number | Record<string, string>>;
+export type Json = Record<string, string | number | Record<string, string>>;
 
 function skippable(payload: Buffer): Buffer {
   const h = Buffer.alloc(8);
@@ -129,8 +133,10 @@ export function buildZstd(entries: readonly TarEntry[], opts: ZstdBuildOptions):
   }
   w.write(Buffer.alloc(2 * BLOCK));
   w.close();
-  const tocJson = Buffer.from(style === 'storage' ? JSON.stringify({ version: 1, entries: toc }) : JSON.stringify({ version: 1, entries: toc }, null, '\t'));
-  const compressedToc = compress(tocJson, { compressionLevel: w.level });
+  const doc = opts.mutateToc ? opts.mutateToc({ version: 1, entries: toc }) : { version: 1, entries: toc };
+  const tocJson = Buffer.from(style === 'storage' ? JSON.stringify(doc) : JSON.stringify(doc, null, '\t'));
+  const compressed = compress(tocJson, { compressionLevel: w.level });
+  const compressedToc = opts.replaceCompressedToc ? opts.replaceCompressedToc(compressed) : compressed;
   const tocOffset = w.offset + 8;
   const parts = [...w.parts, skippable(compressedToc)];
   let footer: Buffer;

@@ -21,7 +21,7 @@ export interface ZstdBuildOptions {
   readonly style?: 'storage' | 'stargz';
   /** Mark all-zero chunks `chunkType: "zeros"` (storage style). */
   readonly zeros?: boolean;
-  /** Rewrites the TOC JSON before it is compressed (to build lying TOCs). */
+  /** Rewrites the TOC JSON before it is compressed (to build lying TOCs); a Buffer is taken as the raw text. */
   readonly mutateToc?: (toc: { version: number; entries: Json[] }) => unknown;
   /** Replaces the compressed TOC bytes (annotations and footer describe the replacement). */
   readonly replaceCompressedToc?: (compressed: Buffer) => Buffer;
@@ -134,7 +134,7 @@ export function buildZstd(entries: readonly TarEntry[], opts: ZstdBuildOptions):
   w.write(Buffer.alloc(2 * BLOCK));
   w.close();
   const doc = opts.mutateToc ? opts.mutateToc({ version: 1, entries: toc }) : { version: 1, entries: toc };
-  const tocJson = Buffer.from(style === 'storage' ? JSON.stringify(doc) : JSON.stringify(doc, null, '\t'));
+  const tocJson = Buffer.isBuffer(doc) ? doc : Buffer.from(style === 'storage' ? JSON.stringify(doc) : JSON.stringify(doc, null, '\t'));
   const compressed = compress(tocJson, { compressionLevel: w.level });
   const compressedToc = opts.replaceCompressedToc ? opts.replaceCompressedToc(compressed) : compressed;
   const tocOffset = w.offset + 8;

@@ -9,6 +9,7 @@ import { abortable } from './deferred.js';
 import { prefetchFailChannel, publish } from './events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from './fetcher.js';
 import type { RangeSource } from './range-source.js';
+import { ReadAhead, type ReadAheadPolicy } from './read-ahead.js';
 
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
@@ -35,6 +36,8 @@ export interface LayerParts {
   readonly tocSource: TocSource;
   /** A prefetch region larger than this is fetched in several requests. Default 64 MiB. */
   readonly maxPrefetchBytes?: number;
+  /** What reads fetch ahead (read-ahead.ts); default: its defaults. */
+  readonly readAhead?: ReadAheadPolicy;
 }
 
 const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
@@ -71,6 +74,7 @@ export class VerifiedLayer implements ChunkLayer {
   readonly figures: FetchFigures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 };
   readonly #fetcher: ChunkFetcher;
   readonly #maxPrefetchBytes: number;
+  readonly #readAhead: ReadAhead;
   #prefetching: Promise<void> | undefined;
   #prefetchState: 'idle' | 'done' | 'failed' = 'idle';
 
@@ -86,6 +90,7 @@ export class VerifiedLayer implements ChunkLayer {
     this.tocSource = p.tocSource;
     this.#fetcher = p.fetcher;
     this.#maxPrefetchBytes = p.maxPrefetchBytes ?? DEFAULT_MAX_PREFETCH_BYTES;
+    this.#readAhead = new ReadAhead(this.index, p.readAhead);
   }
 
   /**
@@ -104,7 +109,11 @@ export class VerifiedLayer implements ChunkLayer {
     for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
       refs.push({ entry, index: i });
     }
-    const parts = await this.#fetcher.getChunks(this, refs, signal);
+    const ahead = this.#readAhead.plan(entry, refs, offset);
+    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });
+    // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
+    for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [ref]).catch(() => {});
+    const parts = await reading;
     const out = new Uint8Array(end - offset);
     parts.forEach((bytes, k) => {
       const c = chunks[refs[k]!.index]!;

@@ -9,6 +9,8 @@
 //   npm run bench -- --quick            1 run, loopback + 100mbit-20ms, small image, throughput once
 //   npm run bench -- --runs 3 --profiles loopback,1gbit-2ms --images small --no-throughput
 //   npm run bench -- --report-only      rewrite RESULTS.md and the chart from bench/results-issue8.json
+//   npm run bench -- --append ...       merge into bench/results-issue8.json (cells measured now replace
+//                                       the same profile and image; e.g. the large image with fewer runs)
 //
 // Root only (FUSE, chroot, network namespaces, drop_caches). Images are built once and cached under
 // /var/cache/tocfs-test; registry storage, mounts, caches, namespaces and processes are all removed.
@@ -44,6 +46,7 @@ function options() {
       images: { type: 'string' },
       'no-throughput': { type: 'boolean' },
       'report-only': { type: 'boolean' },
+      append: { type: 'boolean' },
     },
   });
   const quick = !!values.quick;
@@ -53,7 +56,7 @@ function options() {
   const imageNames = (values.images ?? (quick ? 'small' : 'small,large')).split(',');
   const images = imageNames.map((n) => IMAGES.find((i) => i.name === n) ?? fail(`unknown image ${n}`));
   if (!Number.isInteger(runs) || runs < 1) fail('--runs needs a positive integer');
-  return { quick, runs, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'] };
+  return { quick, runs, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'], append: !!values.append };
 }
 
 function fail(message: string): never {
@@ -70,6 +73,24 @@ function writeReport(data: BenchData): void {
   writeFileSync(RESULTS, text);
   writeFileSync(SVG_OUT, svgChart(data));
   log(`wrote ${RESULTS} and ${SVG_OUT}`);
+}
+
+/** `old` with every (profile, image) cell of `now` replaced, and what `now` adds. */
+function mergeInto(old: BenchData, now: BenchData): BenchData {
+  const cells = new Set(now.samples.map((x) => `${x.profile}|${x.image}`));
+  const runs = [...new Set([old.runs, now.runs])].join(' or ');
+  return {
+    ...now,
+    runs: runs as unknown as number,
+    mode: old.mode === now.mode ? now.mode : `${old.mode} + ${now.mode}`,
+    load: `${old.load}; then ${now.load}`,
+    profiles: [...old.profiles, ...now.profiles.filter((p) => !old.profiles.some((o) => o.name === p.name))],
+    images: [...old.images.filter((i) => !now.images.some((n) => n.name === i.name)), ...now.images],
+    skipped: { ...old.skipped, ...now.skipped },
+    samples: [...old.samples.filter((x) => !cells.has(`${x.profile}|${x.image}`)), ...now.samples],
+    throughput: now.throughput.length ? now.throughput : old.throughput,
+    accessedFiles: { ...old.accessedFiles, ...now.accessedFiles },
+  };
 }
 
 async function main(): Promise<void> {
@@ -192,8 +213,9 @@ async function main(): Promise<void> {
       throughput,
       accessedFiles,
     };
-    writeFileSync(JSON_OUT, `${JSON.stringify(data, null, 1)}\n`);
-    writeReport(data);
+    const merged = opts.append ? mergeInto(JSON.parse(readFileSync(JSON_OUT, 'utf8')) as BenchData, data) : data;
+    writeFileSync(JSON_OUT, `${JSON.stringify(merged, null, 1)}\n`);
+    writeReport(merged);
   } finally {
     clearInterval(loadTimer);
     await cleanup();

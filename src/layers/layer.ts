@@ -41,6 +41,8 @@ export interface LayerParts {
 }
 
 const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
+const PREFETCH_PIECE_BYTES = 2 << 20;
+const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
 
 export class UnverifiedLayer {
@@ -109,7 +111,7 @@ export class VerifiedLayer implements ChunkLayer {
     for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
       refs.push({ entry, index: i });
     }
-    const ahead = this.#readAhead.plan(entry, refs, offset);
+    const ahead = this.#readAhead.plan(entry, refs, offset, end);
     const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });
     // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
     for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [ref]).catch(() => {});
@@ -184,8 +186,25 @@ export class VerifiedLayer implements ChunkLayer {
       });
     }
     if (refs.length === 0) return;
-    const oneRequest = region.end - region.start <= this.#maxPrefetchBytes;
-    await this.#fetcher.getChunks(this, refs, undefined, { oneRequest });
+    // Pieces of PREFETCH_PIECE_BYTES, in blob order (the prioritised files in the order they were first
+    // read), PREFETCH_PARALLEL at a time: the first files arrive after one piece, not after the whole
+    // region, and a read of a file whose piece has not started fetches it itself without waiting.
+    refs.sort((a, b) => a.entry.chunks[a.index]!.compressedOffset - b.entry.chunks[b.index]!.compressedOffset);
+    const pieces: ChunkRef[][] = [];
+    let pieceStart = -1;
+    for (const ref of refs) {
+      const c = ref.entry.chunks[ref.index]!;
+      if (pieceStart < 0 || c.compressedEnd - pieceStart > Math.min(PREFETCH_PIECE_BYTES, this.#maxPrefetchBytes)) {
+        pieces.push([]);
+        pieceStart = c.compressedOffset;
+      }
+      pieces[pieces.length - 1]!.push(ref);
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < pieces.length) await this.#fetcher.getChunks(this, pieces[next++]!, undefined, { oneRequest: true });
+    };
+    await Promise.all(Array.from({ length: Math.min(PREFETCH_PARALLEL, pieces.length) }, worker));
   }
 }
 

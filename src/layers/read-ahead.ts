@@ -39,8 +39,8 @@ export class ReadAhead {
   readonly #sequentialChunks: number;
   /** Every data chunk of the layer in blob order, built on first use. */
   #order: ChunkRef[] | undefined;
-  /** The last chunk read of each file: a read that continues from it is sequential. */
-  readonly #lastChunk = new WeakMap<TocEntry, number>();
+  /** Where the last read of each file ended: a read that starts there is sequential. */
+  readonly #lastEnd = new WeakMap<TocEntry, number>();
 
   constructor(index: TocIndex, policy: ReadAheadPolicy = {}) {
     this.#index = index;
@@ -48,14 +48,17 @@ export class ReadAhead {
     this.#sequentialChunks = policy.sequentialChunks ?? 2;
   }
 
-  /** What to fetch ahead of a read of `refs` (chunks of `entry`, in order, starting at file `offset`). */
-  plan(entry: TocEntry, refs: readonly ChunkRef[], offset: number): ReadAheadPlan {
+  /**
+   * What to fetch ahead of a read of `refs` (chunks of `entry`, in order) for bytes [offset, end). Only a
+   * read that starts where the previous read of the file ended counts as sequential: a loader reading an
+   * ELF header at 0 and then mapping pages here and there must not pull whole chunks of a large library.
+   */
+  plan(entry: TocEntry, refs: readonly ChunkRef[], offset: number, end: number): ReadAheadPlan {
     const first = refs[0];
     const last = refs[refs.length - 1];
     if (!first || !last) return NONE;
-    const previous = this.#lastChunk.get(entry);
-    this.#lastChunk.set(entry, last.index);
-    const sequentialRead = (first.index === 0 && offset === 0) || previous === first.index || previous === first.index - 1;
+    const sequentialRead = offset > 0 && this.#lastEnd.get(entry) === offset;
+    this.#lastEnd.set(entry, end);
     const sequential: ChunkRef[] = [];
     if (sequentialRead) {
       for (let i = last.index + 1; i < entry.chunks.length && sequential.length < this.#sequentialChunks; i++) {

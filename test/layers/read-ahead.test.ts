@@ -68,9 +68,12 @@ t.test('adjacentBytes 0 reads exactly the file', async (t) => {
 t.test('a sequential read of a large file fetches the next chunks in parallel requests of their own', async (t) => {
   const { layer, src, fb } = await layerOf(t, [BIG, ...SMALL], { adjacentBytes: 0, sequentialChunks: 2 });
   const want = fb.contents.get('lib/big.so')!;
-  t.same(Buffer.from(await layer.read('lib/big.so', 0, 4096)), want.subarray(0, 4096));
+  t.same(Buffer.from(await layer.read('lib/big.so', 0, 2048)), want.subarray(0, 2048));
   await settle();
-  t.equal(src.requests, 3, 'chunk 0, and chunks 1 and 2 ahead, each its own request');
+  t.equal(src.requests, 1, 'a first read at 0 is not yet a sequential read');
+  t.same(Buffer.from(await layer.read('lib/big.so', 2048, 2048)), want.subarray(2048, 4096));
+  await settle();
+  t.equal(src.requests, 3, 'the next read continues it: chunks 1 and 2 ahead, each its own request');
   t.same(Buffer.from(await layer.read('lib/big.so', 4096, 4096)), want.subarray(4096, 8192));
   await settle();
   t.equal(src.requests, 4, 'reading chunk 1 (already here) fetches chunk 3 only');
@@ -82,9 +85,11 @@ t.test('a sequential read of a large file fetches the next chunks in parallel re
 
 t.test('a random read into a large file does not read ahead in it', async (t) => {
   const { layer, src } = await layerOf(t, [BIG], { adjacentBytes: 0, sequentialChunks: 2 });
+  await layer.read('lib/big.so', 0, 64);
   await layer.read('lib/big.so', 5 * 4096 + 100, 10);
+  await layer.read('lib/big.so', 2 * 4096, 10);
   await settle();
-  t.equal(src.requests, 1);
+  t.equal(src.requests, 3, 'header, then two pages elsewhere: nothing ahead');
 });
 
 t.test('a read-ahead that fails is no error for anyone, and the file is fetched again when read', async (t) => {
@@ -106,7 +111,7 @@ t.test('blobOrder lists every data chunk once, by compressed offset', async (t) 
   t.same(offsets, [...offsets].sort((a, b) => a - b));
   const ra = new ReadAhead(fb.index, { adjacentBytes: 1 << 20, sequentialChunks: 1 });
   const big = fb.index.lookup('lib/big.so') as TocEntry;
-  const plan = ra.plan(big, [{ entry: big, index: 9 }], 9 * 4096);
+  const plan = ra.plan(big, [{ entry: big, index: 9 }], 9 * 4096, 10 * 4096);
   t.same(plan.sequential, [], 'nothing after the last chunk');
   t.ok(plan.adjacent.length > 0 && plan.adjacent.every((r) => r.entry !== big), 'the next files follow');
 });

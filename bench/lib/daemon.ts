@@ -26,12 +26,15 @@ export interface RunningDaemon {
   stop(opts?: { keepCache?: boolean }): Promise<void>;
 }
 
+/** `TOCFS_BENCH_CPU_PROF=DIR`: every daemon writes a V8 CPU profile there (summarise with bench/cpu-profile.ts). */
+const CPU_PROF = process.env['TOCFS_BENCH_CPU_PROF'];
+
 export async function startDaemon(opts: { registryHost: string; cacheDir?: string; log?: (l: string) => void }): Promise<RunningDaemon> {
   const mnt = mkdtempSync(join(tmpdir(), 'tocfs-bench-mnt-'));
   const cacheDir = opts.cacheDir ?? mkdtempSync(join(tmpdir(), 'tocfs-bench-cache-'));
   const child: ChildProcess = spawn(
     process.execPath,
-    [BIN, 'mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'],
+    [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), BIN, 'mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let stderr = '';

@@ -162,7 +162,7 @@ function throughputTable(d: BenchData): string[] {
   const wl = walk('walk local disk cold');
   const ww = walk('walk warm');
   const wlw = walk('walk local disk warm');
-  if (wc && wl && ww && wlw) out.push('', `Metadata walk of the large image: mount / local disk = ${(wc / wl).toFixed(1)}× cold, ${(ww / wlw).toFixed(1)}× warm.`);
+  if (wc && wl && ww && wlw) out.push('', `Metadata walk (find + stat of the whole tree; the large image when measured in the same run as the throughput, else the small one): mount / local disk = ${(wc / wl).toFixed(1)}× cold, ${(ww / wlw).toFixed(1)}× warm.`);
   return out;
 }
 

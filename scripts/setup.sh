@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # attr (getfattr: `tocfs stats` reads the figures xattrs with it), debootstrap (real rootfs images,
 # scripts/rootfs.sh).
 packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr
-  debootstrap)
+  debootstrap gcc libc6-dev iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -26,7 +26,7 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'gzip' },
   { name: 'estargz', convert: ['--format', 'estargz'] },
   { name: 'estargz-opt', convert: ['--format', 'estargz'], optimize: true },
-  { name: 'zstd-chunked', convert: ['--format', 'zstd-chunked'] }, // skipped while `tocfs convert` refuses the format
+  { name: 'zstd-chunked', convert: ['--format', 'zstd-chunked'] }, // skipped (and said so) when `tocfs convert` refuses the format
 ];
 
 const isAppRoot = (r: RootfsSpec | AppRoot): r is AppRoot => 'args' in r;

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { parseReference, formatReference } from '../registry/reference.js';
-import { TOC_DIGEST_ANNOTATION } from '../layers/open-layer.js';
+import { hasLazyToc } from '../layers/open-layer.js';
 import { TocfsError } from '../errors.js';
 import type { VerifiedLayer } from '../layers/layer.js';
 import type { TocEntry } from '../formats/toc.js';
@@ -41,10 +41,10 @@ export async function runCat(argv: string[], out: NodeJS.WritableStream): Promis
     }
     // Top-down: the first layer that has PATH wins, unless a layer above deleted it.
     for (const descriptor of [...layers].reverse()) {
-      if (!descriptor.annotations?.[TOC_DIGEST_ANNOTATION]) {
+      if (!hasLazyToc(descriptor)) {
         throw new TocfsError(
           'FORMAT',
-          `layer ${descriptor.digest} of ${formatReference(ref)} has no TOC (not eStargz), so tocfs cat cannot search it lazily`,
+          `layer ${descriptor.digest} of ${formatReference(ref)} has no TOC (not eStargz or zstd:chunked), so tocfs cat cannot search it lazily`,
         );
       }
       const layer = await (await session.layers()).open(ref, descriptor);

@@ -19,11 +19,11 @@ function parseSize(text: string): number {
   return value;
 }
 
-function layerLine(layer: ConvertedLayer, index: number, total: number): string {
+function layerLine(layer: ConvertedLayer, index: number, total: number, format: string): string {
   const { source, target } = layer;
   return (
     `layer ${index + 1}/${total} ${source.digest} (${layer.compression}, ${source.size} bytes) -> ` +
-    `${target.digest} (estargz, ${target.size} bytes, ${layer.uncompressedSize} uncompressed)\n`
+    `${target.digest} (${format}, ${target.size} bytes, ${layer.uncompressedSize} uncompressed)\n`
   );
 }
 
@@ -68,12 +68,12 @@ export async function runConvert(argv: string[], out: NodeJS.WritableStream): Pr
   if (srcText === undefined || dstText === undefined) throw new UsageError('needs a source and a destination image (SRC DST)');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   const format = parsed.values.format;
-  if (format === 'zstd-chunked') throw new UsageError('--format zstd-chunked is not supported yet; use --format estargz');
-  if (format !== 'estargz') throw new UsageError(`unknown --format ${JSON.stringify(format)} (estargz is supported)`);
+  if (format !== 'estargz' && format !== 'zstd-chunked') throw new UsageError(`unknown --format ${JSON.stringify(format)} (estargz or zstd-chunked)`);
   const chunkText = parsed.values['chunk-size'];
   const chunkSize = chunkText === undefined ? undefined : parseSize(chunkText);
   const prioritize = [...(parsed.values.prioritize ?? [])];
   for (const file of parsed.values['prioritize-from'] ?? []) prioritize.push(...(await readPriorityList(file)));
+  if (format === 'zstd-chunked' && prioritize.length > 0) throw new UsageError('--prioritize needs --format estargz (zstd:chunked has no prefetch landmark)');
   const src = parseReference(srcText);
   const dst = parseReference(dstText);
 
@@ -81,10 +81,11 @@ export async function runConvert(argv: string[], out: NodeJS.WritableStream): Pr
   try {
     out.write(`# converting ${formatReference(src)} to ${formatReference(dst)} (${format})\n`);
     const result = await convertImage(session.client, src, dst, {
+      format,
       platform: session.platform,
       prioritize,
       ...(chunkSize !== undefined && { chunkSize }),
-      onLayer: (layer, index, total) => out.write(layerLine(layer, index, total)),
+      onLayer: (layer, index, total) => out.write(layerLine(layer, index, total, format)),
     });
     for (const path of result.unmatchedPrioritized) out.write(`warning: --prioritize ${path}: no layer has it\n`);
     out.write(`config ${result.configDigest}\n`);

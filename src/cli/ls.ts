@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { parseReference, formatReference } from '../registry/reference.js';
 import { layerCompression } from '../registry/manifest.js';
 import { listLayerEntries } from '../layers/tar-listing.js';
-import { TOC_DIGEST_ANNOTATION } from '../layers/open-layer.js';
+import { hasLazyToc } from '../layers/open-layer.js';
 import { FormatError, TocfsError } from '../errors.js';
 import type { Descriptor, ImageReference } from '../registry/types.js';
 import { formatTarEntry, formatTocEntry } from './listing.js';
@@ -34,7 +34,7 @@ export async function runLs(argv: string[], out: NodeJS.WritableStream): Promise
     }
     let matched = 0;
     for (const layer of layers) {
-      const lines = layer.annotations?.[TOC_DIGEST_ANNOTATION]
+      const lines = hasLazyToc(layer)
         ? await tocListing(session, ref, layer, prefix)
         : await streamedListing(session, ref, layer, prefix);
       out.write(`## layer ${layer.digest} ${lines.how}\n`);

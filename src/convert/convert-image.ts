@@ -1,6 +1,6 @@
 /**
- * `tocfs convert`: rewrites one image's layers as eStargz and pushes the result. Per layer: stream the
- * verified blob, decompress it, write the eStargz blob to a temp file, push it, delete it; so disk use
+ * `tocfs convert`: rewrites one image's layers as eStargz or zstd:chunked and pushes the result. Per
+ * layer: stream the verified blob, decompress it, write the new blob to a temp file, push it, delete it; so disk use
  * is one layer (plus its spool when prioritising) and memory is bounded by the writer. Then the config
  * gets the new `rootfs.diff_ids` (history is kept as is) and the manifest the new layer descriptors.
  * Everything under the temp dir is removed at the end, on error too.
@@ -19,12 +19,15 @@ import { digestOf } from '../registry/digest.js';
 import {
   layerCompression,
   MEDIA_TYPE_DOCKER_LAYER_GZIP,
+  MEDIA_TYPE_DOCKER_LAYER_ZSTD,
   MEDIA_TYPE_DOCKER_MANIFEST,
   MEDIA_TYPE_OCI_LAYER_GZIP,
+  MEDIA_TYPE_OCI_LAYER_ZSTD,
   type LayerCompression,
 } from '../registry/manifest.js';
 import type { Descriptor, ImageReference, Platform } from '../registry/types.js';
 import { writeEstargzFile, type EstargzLayer } from './estargz-writer.js';
+import { writeZstdChunkedFile } from './zstd-chunked-writer.js';
 
 /** Layer annotation keys (stargz-snapshotter estargz/types.go). */
 export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
@@ -38,7 +41,19 @@ const STALE_ANNOTATION_PREFIXES = [
   'io.containers.zstd-chunked.',
 ];
 
-export type ConvertFormat = 'estargz';
+export type ConvertFormat = 'estargz' | 'zstd-chunked';
+
+/** What either writer reports about a converted layer. */
+interface WrittenLayer {
+  readonly digest: string;
+  readonly size: number;
+  readonly diffId: string;
+  readonly uncompressedSize: number;
+  readonly tocDigest: string;
+  readonly missingPrioritized: readonly string[];
+  /** The format's own layer annotations. */
+  readonly annotations: Readonly<Record<string, string>>;
+}
 
 export interface ConvertImageOptions {
   readonly format?: ConvertFormat;
@@ -124,13 +139,35 @@ async function withTar<T>(
   return result as T;
 }
 
-function targetAnnotations(source: Descriptor, blob: EstargzLayer): Record<string, string> {
+function targetAnnotations(source: Descriptor, blob: WrittenLayer): Record<string, string> {
   const kept = Object.entries(source.annotations ?? {}).filter(([k]) => !STALE_ANNOTATION_PREFIXES.some((p) => k.startsWith(p)));
-  return Object.fromEntries([
-    ...kept,
-    [TOC_DIGEST_ANNOTATION, blob.tocDigest],
-    [UNCOMPRESSED_SIZE_ANNOTATION, String(blob.uncompressedSize)],
-  ]);
+  return Object.fromEntries([...kept, ...Object.entries(blob.annotations)]);
+}
+
+function estargzWritten(blob: EstargzLayer): WrittenLayer {
+  return {
+    ...blob,
+    annotations: { [TOC_DIGEST_ANNOTATION]: blob.tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(blob.uncompressedSize) },
+  };
+}
+
+/** Writes one layer's tar in the chosen format to `file`. */
+async function writeLayer(tar: AsyncIterable<Uint8Array>, file: string, opts: ConvertImageOptions, tempDir: string): Promise<WrittenLayer> {
+  if (opts.format === 'zstd-chunked') {
+    const blob = await writeZstdChunkedFile(tar, file, {
+      ...(opts.chunkSize !== undefined && { chunkSize: opts.chunkSize }),
+      ...(opts.compressionLevel !== undefined && { compressionLevel: opts.compressionLevel }),
+    });
+    return { ...blob, missingPrioritized: [] };
+  }
+  return estargzWritten(
+    await writeEstargzFile(tar, file, {
+      ...(opts.chunkSize !== undefined && { chunkSize: opts.chunkSize }),
+      ...(opts.compressionLevel !== undefined && { compressionLevel: opts.compressionLevel }),
+      ...(opts.prioritize !== undefined && { prioritize: opts.prioritize }),
+      tempDir,
+    }),
+  );
 }
 
 async function convertLayer(
@@ -151,16 +188,9 @@ async function convertLayer(
     throw new FormatError(`layer ${layer.digest} is a foreign layer (it lists urls); tocfs does not convert those`);
   }
   const signal = opts.signal;
-  let blob: EstargzLayer;
+  let blob: WrittenLayer;
   try {
-    blob = await withTar(client.streamBlob(src, layer, { signal }), compression, (tar) =>
-      writeEstargzFile(tar, file, {
-        ...(opts.chunkSize !== undefined && { chunkSize: opts.chunkSize }),
-        ...(opts.compressionLevel !== undefined && { compressionLevel: opts.compressionLevel }),
-        ...(opts.prioritize !== undefined && { prioritize: opts.prioritize }),
-        tempDir,
-      }),
-    );
+    blob = await withTar(client.streamBlob(src, layer, { signal }), compression, (tar) => writeLayer(tar, file, opts, tempDir));
   } catch (err) {
     // The tar reader knows offsets, not which layer: name it, or the user cannot tell which one is bad.
     if (err instanceof FormatError) throw new FormatError(`layer ${layer.digest}: ${err.message}`, { cause: err });
@@ -215,14 +245,19 @@ export async function convertImage(
   const manifest = resolved.manifest;
   const config = await client.getConfig(src, manifest, { signal });
   const pinned = resolved.ref;
-  const layerType = manifest.mediaType === MEDIA_TYPE_DOCKER_MANIFEST ? MEDIA_TYPE_DOCKER_LAYER_GZIP : MEDIA_TYPE_OCI_LAYER_GZIP;
+  const docker = manifest.mediaType === MEDIA_TYPE_DOCKER_MANIFEST;
+  const zstd = opts.format === 'zstd-chunked';
+  if (zstd && (opts.prioritize?.length ?? 0) > 0) {
+    throw new TocfsError('INVALID_OPTION', 'zstd:chunked has no prefetch landmark: --prioritize works with --format estargz only');
+  }
+  const layerType = zstd ? (docker ? MEDIA_TYPE_DOCKER_LAYER_ZSTD : MEDIA_TYPE_OCI_LAYER_ZSTD) : docker ? MEDIA_TYPE_DOCKER_LAYER_GZIP : MEDIA_TYPE_OCI_LAYER_GZIP;
   const sources = manifest.document.layers;
 
   const tempDir = await mkdtemp(join(opts.tempDir ?? tmpdir(), 'tocfs-convert-'));
   const layers: ConvertedLayer[] = [];
   try {
     for (const [i, layer] of sources.entries()) {
-      const converted = await convertLayer(client, pinned, dst, layer, layerType, join(tempDir, `layer-${i}.tar.gz`), opts, tempDir);
+      const converted = await convertLayer(client, pinned, dst, layer, layerType, join(tempDir, `layer-${i}.${zstd ? 'tar.zst' : 'tar.gz'}`), opts, tempDir);
       layers.push(converted);
       opts.onLayer?.(converted, i, sources.length);
     }

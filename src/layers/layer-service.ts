@@ -14,9 +14,10 @@ import { ChunkFetcher, type FetcherStats } from './fetcher.js';
 import { openFullLayer, type FullLayer, type FullLayerStats } from './full-layer.js';
 import type { LayerStats, VerifiedLayer } from './layer.js';
 import { MemoryChunkStore } from './memory-store.js';
-import { openLayer, TOC_DIGEST_ANNOTATION, type TocDetector } from './open-layer.js';
+import { hasLazyToc, openLayer, type TocDetector } from './open-layer.js';
 import { registryBlobSource } from './range-source.js';
 import { openTocCache, type TocCacheStats } from './toc-cache.js';
+import { offloadLargeSpans, ZstdWorkerPool } from './zstd-offload.js';
 
 export interface LayerServiceOptions {
   /** `streamBlob` is needed only by `openAny` for layers without a TOC. */
@@ -64,7 +65,8 @@ export interface LayerService {
    */
   open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
   /**
-   * Any layer: `open` when the descriptor carries `containerd.io/snapshot/stargz/toc.digest`, else the
+   * Any layer: `open` when the descriptor carries `containerd.io/snapshot/stargz/toc.digest` or a
+   * zstd:chunked `manifest-checksum` (either generation), else the
    * whole layer is streamed once, verified and indexed into the disk cache (`FullLayer`, DESIGN.md §2
    * source 5). Both satisfy src/image's `LayerTree`. Same single-flight and lifetime rules as `open`.
    */
@@ -82,7 +84,8 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   positiveInteger('cacheSize', opts.cacheSize);
   positiveInteger('memoryCacheBytes', opts.memoryCacheBytes);
   if (!opts.cacheDir) throw new InvalidOptionError('cacheDir', 'must be a directory');
-  const codecs = opts.codecs ?? TOC_CODECS;
+  const zstdPool = new ZstdWorkerPool();
+  const codecs = (opts.codecs ?? TOC_CODECS).map((c) => offloadLargeSpans(c, zstdPool));
 
   const memory = new MemoryChunkStore({ maxBytes: opts.memoryCacheBytes });
   const disk = await openDiskStore({ dir: opts.cacheDir, maxBytes: opts.cacheSize });
@@ -162,7 +165,9 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
   const service: LayerService = {
     async openAny(repo, descriptor, callOpts = {}) {
-      if (descriptor.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined) return service.open(repo, descriptor, callOpts);
+      // A zstd layer with a footer but no annotation has nothing to verify its TOC against, so it is
+      // pulled whole, like any layer without a TOC (containers/storage refuses such partial pulls too).
+      if (hasLazyToc(descriptor)) return service.open(repo, descriptor, callOpts);
       return openOnce(descriptor.digest, fullOpened, fullOpening, () => doOpenFull(repo, descriptor), callOpts.signal);
     },
 
@@ -192,6 +197,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
         await Promise.allSettled([...opening.values(), ...fullOpening.values()]);
         await Promise.allSettled([...fullOpened.values()].map((l) => l.close()));
         await fetcher.close();
+        await zstdPool.close();
         await tocCache.close();
         await disk.close();
         await memory.close();

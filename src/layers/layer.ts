@@ -55,12 +55,23 @@ export class UnverifiedLayer {
   }
 
   /**
-   * Checks the TOC against `tocDigest` (the manifest's `containerd.io/snapshot/stargz/toc.digest`,
-   * sha256 of the uncompressed TOC JSON). Throws DigestMismatchError (BAD_DATA) on a mismatch.
+   * Checks the TOC against the manifest: `tocDigest` (`containerd.io/snapshot/stargz/toc.digest`, sha256
+   * of the uncompressed TOC JSON) and/or `compressedTocDigest` (zstd:chunked `manifest-checksum`, sha256 of
+   * the compressed TOC bytes); every one given must match. A string is a `tocDigest`.
+   * Throws DigestMismatchError (BAD_DATA) on a mismatch.
    */
-  verify(tocDigest: string): VerifiedLayer {
-    const actual = this.parts.decoded.tocDigest;
-    if (actual !== tocDigest) throw new DigestMismatchError(`layer ${this.digest}: TOC`, tocDigest, actual);
+  verify(expected: string | { readonly tocDigest?: string; readonly compressedTocDigest?: string }): VerifiedLayer {
+    const want = typeof expected === 'string' ? { tocDigest: expected } : expected;
+    if (want.tocDigest === undefined && want.compressedTocDigest === undefined) {
+      throw new TocfsError('BAD_DATA', `layer ${this.digest}: no TOC digest to verify against`);
+    }
+    const { tocDigest, compressedTocDigest } = this.parts.decoded;
+    if (want.tocDigest !== undefined && tocDigest !== want.tocDigest) {
+      throw new DigestMismatchError(`layer ${this.digest}: TOC (toc.digest)`, want.tocDigest, tocDigest);
+    }
+    if (want.compressedTocDigest !== undefined && compressedTocDigest !== want.compressedTocDigest) {
+      throw new DigestMismatchError(`layer ${this.digest}: TOC (zstd:chunked manifest-checksum)`, want.compressedTocDigest, compressedTocDigest);
+    }
     verified.add(this);
     return new VerifiedLayer(this);
   }
@@ -109,7 +120,8 @@ export class VerifiedLayer implements ChunkLayer {
     const { chunks } = entry;
     const refs: ChunkRef[] = [];
     for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
-      refs.push({ entry, index: i });
+      const c = chunks[i]!;
+      refs.push({ entry, index: i, used: Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
     const ahead = this.#readAhead.plan(entry, refs, offset, end);
     const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });

@@ -6,10 +6,13 @@
  *   detect the footer -> one more read only for the part of the TOC before that tail -> decode ->
  *   verify against the manifest's toc.digest annotation -> store in the TOC cache.
  *
- * A layer without the annotation cannot be verified lazily and is refused before any read.
+ * zstd:chunked layers with the manifest-position annotation skip the tail: one read of the TOC itself.
+ * A layer without a toc.digest or manifest-checksum annotation cannot be verified lazily and is refused
+ * before any read.
  */
 import { FormatError, TocfsError } from '../errors.js';
 import type { TocCodec, TocLimits, TocLocation } from '../formats/toc.js';
+import { LEGACY_ZSTD_CHUNKED_ANNOTATIONS, ZSTD_CHUNKED_ANNOTATIONS, parseZstdAnnotations } from '../formats/zstd/annotations.js';
 import type { Descriptor } from '../registry/types.js';
 import { cacheErrorChannel, publish } from './events.js';
 import type { ChunkFetcher } from './fetcher.js';
@@ -53,17 +56,53 @@ const DEFAULT_TAIL_BYTES = 64 << 10;
 const DEFAULT_MAX_TOC_BYTES = 64 << 20;
 const SHA256 = /^sha256:[0-9a-f]{64}$/;
 
-/** The annotation's TOC digest; TocfsError FORMAT when the layer has none (nothing to verify against). */
-export function expectedTocDigest(descriptor: Descriptor, override?: string): string {
-  const digest = override ?? descriptor.annotations?.[TOC_DIGEST_ANNOTATION];
-  if (digest === undefined) {
+/**
+ * What a layer's TOC must match, from its descriptor: the stargz `toc.digest` (sha256 of the TOC JSON)
+ * and/or the zstd:chunked `manifest-checksum` (sha256 of the compressed TOC), each checked when present;
+ * `location` when `manifest-position` says where the TOC is (no tail read needed).
+ */
+export interface TocExpectation {
+  readonly tocDigest?: string;
+  readonly compressedTocDigest?: string;
+  readonly location?: TocLocation;
+}
+
+/** True when the descriptor carries an annotation a lazily read TOC can be verified against. */
+export function hasLazyToc(descriptor: Descriptor): boolean {
+  const a = descriptor.annotations;
+  return a !== undefined && (a[TOC_DIGEST_ANNOTATION] !== undefined || Object.keys(a).some(isZstdChecksumName));
+}
+
+function isZstdChecksumName(name: string): boolean {
+  return name === ZSTD_CHUNKED_ANNOTATIONS.checksum || name === LEGACY_ZSTD_CHUNKED_ANNOTATIONS.checksum;
+}
+
+/**
+ * The descriptor's TOC expectation; TocfsError FORMAT when it has nothing to verify against (a TOC read
+ * from an untrusted blob and checked against nothing could name any bytes).
+ */
+export function expectedToc(descriptor: Descriptor, overrideTocDigest?: string): TocExpectation {
+  const tocDigest = overrideTocDigest ?? descriptor.annotations?.[TOC_DIGEST_ANNOTATION];
+  if (tocDigest !== undefined && !SHA256.test(tocDigest)) {
+    throw new FormatError(`layer ${descriptor.digest}: ${TOC_DIGEST_ANNOTATION} ${JSON.stringify(tocDigest)} is not a sha256 digest`);
+  }
+  let zstd;
+  try {
+    zstd = parseZstdAnnotations(descriptor.annotations);
+  } catch (err) {
+    throw new FormatError(`layer ${descriptor.digest}: ${(err as Error).message}`, { cause: err });
+  }
+  if (tocDigest === undefined && zstd === undefined) {
     throw new TocfsError(
       'FORMAT',
-      `layer ${descriptor.digest} has no ${TOC_DIGEST_ANNOTATION} annotation: cannot verify its TOC`,
+      `layer ${descriptor.digest} has no ${TOC_DIGEST_ANNOTATION} or ${ZSTD_CHUNKED_ANNOTATIONS.checksum} annotation: cannot verify its TOC`,
     );
   }
-  if (!SHA256.test(digest)) throw new FormatError(`layer ${descriptor.digest}: ${TOC_DIGEST_ANNOTATION} ${JSON.stringify(digest)} is not a sha256 digest`);
-  return digest;
+  return {
+    ...(tocDigest !== undefined ? { tocDigest } : {}),
+    ...(zstd ? { compressedTocDigest: zstd.compressedTocDigest } : {}),
+    ...(zstd?.location ? { location: zstd.location } : {}),
+  };
 }
 
 /** Tries every codec on its own footer length and keeps every reason (STYLE.md item 3). */
@@ -86,7 +125,7 @@ export function detectWith(codecs: readonly TocCodec[]): TocDetector {
 
 export async function openLayer(opts: OpenLayerOptions): Promise<VerifiedLayer> {
   const { descriptor, source, tocCache } = opts;
-  const tocDigest = expectedTocDigest(descriptor, opts.expectedTocDigest);
+  const tocDigest = expectedToc(descriptor, opts.expectedTocDigest);
   if (source.id !== descriptor.digest || source.size !== descriptor.size) {
     throw new TocfsError('INVALID_OPTION', `layer ${descriptor.digest}: source is ${source.id} (${source.size} bytes), not this blob`);
   }
@@ -100,7 +139,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<VerifiedLayer> 
       }
     }
   }
-  const unverified = await fromBlob(opts);
+  const unverified = tocDigest.location ? await fromPosition(opts, tocDigest.location) : await fromBlob(opts);
   const layer = unverified.verify(tocDigest);
   if (tocCache) {
     // Only a verified TOC is cached; a cache that cannot take it costs the next open a fetch, nothing more.
@@ -180,6 +219,22 @@ async function fromBlob(opts: OpenLayerOptions): Promise<UnverifiedLayer> {
     const head = await source.read({ start: toc.start, end: tailStart }, signal);
     tocBytes = Buffer.concat([head, tail.subarray(0, toc.end - tailStart)]);
   }
+  if (tocBytes.byteLength !== toc.end - toc.start) {
+    throw new TocfsError('PROTOCOL', `layer ${opts.descriptor.digest}: TOC read returned ${tocBytes.byteLength} of ${toc.end - toc.start} bytes`);
+  }
+  const decoded = await codec.decodeToc(tocBytes, location, opts.limits);
+  return new UnverifiedLayer(opts.descriptor.digest, parts(opts, { codec, decoded, location, tocBytes, tocSource: 'blob' }));
+}
+
+/**
+ * The TOC where the manifest-position annotation says: one range read of exactly its bytes, no tail read
+ * (containers/storage does the same). A position that lies decodes to garbage or fails the checksum.
+ */
+async function fromPosition(opts: OpenLayerOptions, location: TocLocation): Promise<UnverifiedLayer> {
+  const codec = opts.codecs.find((c) => c.format === location.format);
+  if (!codec) throw new FormatError(`layer ${opts.descriptor.digest}: no codec for TOC format ${location.format}`);
+  const toc = checkLocation(opts, location);
+  const tocBytes = await opts.source.read(toc, opts.signal);
   if (tocBytes.byteLength !== toc.end - toc.start) {
     throw new TocfsError('PROTOCOL', `layer ${opts.descriptor.digest}: TOC read returned ${tocBytes.byteLength} of ${toc.end - toc.start} bytes`);
   }

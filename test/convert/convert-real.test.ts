@@ -162,10 +162,10 @@ t.test('Docker schema2 source: Docker gzip layer type; --prioritize puts files b
   t.equal(second[0], '.prefetch.landmark', 'a layer without the file: landmark first, nothing to prefetch');
 });
 
-t.test('usage errors: zstd-chunked is not supported yet, bad sizes, missing DST', async (t) => {
-  const zstd = await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'zstd-chunked']);
+t.test('usage errors: --prioritize with zstd-chunked, bad sizes, missing DST', async (t) => {
+  const zstd = await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'zstd-chunked', '--prioritize', '/bin/sh']);
   t.equal(zstd.code, 2);
-  t.match(zstd.err, /--format zstd-chunked is not supported yet/);
+  t.match(zstd.err, /--prioritize needs --format estargz/);
   t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--format', 'squashfs'])).err, /unknown --format "squashfs"/);
   t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '0'])).err, /--chunk-size "0" is not a positive size/);
   t.match((await runTocfs(['convert', 'a.example/x:1', 'a.example/y:1', '--chunk-size', '65M'])).err, /--chunk-size is at most 67108864 bytes/);

@@ -1,5 +1,7 @@
 // The 51-byte eStargz and 47-byte legacy stargz footers (DESIGN.md §3.1): round trips over many offsets,
 // the exact bytes, what the reference tolerates, and rejection of every short, long or garbage tail.
+import { encodeZstdChunkedFooter, parseZstdFooter, ZSTD_CHUNKED_FOOTER_LENGTH, ZSTD_LEGACY_FOOTER_LENGTH } from '../../src/formats/zstd/footer.js';
+import { estargzZstdCodec, zstdChunkedCodec } from '../../src/formats/zstd/codec.js';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { FormatError } from '../../src/errors.js';
@@ -40,7 +42,7 @@ t.test('the bytes are the ones DESIGN.md §3.1 lists', async (t) => {
     t.equal(footer.length, length);
     t.equal(gunzipSync(footer).length, 0, `${kind}: an empty, valid gzip member`);
   }
-  t.equal(MAX_FOOTER_LENGTH, 51);
+  t.equal(MAX_FOOTER_LENGTH, 72);
   t.equal(estargzCodec.footerLength, 51);
   t.equal(legacyStargzCodec.footerLength, 47);
 });
@@ -166,8 +168,34 @@ t.test('detectTocCodec tries every codec and keeps every reason', async (t) => {
       t.match((err as Error).message, 'layer sha256:abc has no TOC footer tocfs understands');
       const cause = (err as Error).cause;
       t.ok(cause instanceof AggregateError, 'caused by an AggregateError');
-      t.equal((cause as AggregateError).errors.length, 2, 'one reason per codec');
+      t.equal((cause as AggregateError).errors.length, 4, 'one reason per codec (zstd:chunked, eStargz-zstd, eStargz, legacy)');
       t.ok((cause as AggregateError).errors.every((e) => e instanceof FormatError));
     }
+  }
+});
+
+t.test('zstd footers: 64-byte GNUlInUx and 40-byte GnUlInUx, each in its skippable frame; round trip over many offsets', async (t) => {
+  const blobSize = 2 ** 40;
+  for (let off = 8; off < 2 ** 20; off += 1023) {
+    const tail = encodeZstdChunkedFooter({ tocOffset: off, tocLength: 17, tocUncompressedLength: 99, tarSplitOffset: off + 25, tarSplitLength: 3, tarSplitUncompressedLength: 4 });
+    const f = parseZstdFooter(tail, blobSize, 'current');
+    if (f.tocOffset !== off || f.tocLength !== 17 || f.tocUncompressedLength !== 99 || f.tarSplit?.offset !== off + 25) t.fail(`offset ${off}`);
+  }
+  const tail = encodeZstdChunkedFooter({ tocOffset: 100, tocLength: 10, tocUncompressedLength: 20, tarSplitOffset: 118, tarSplitLength: 5, tarSplitUncompressedLength: 6 });
+  t.equal(tail.length, ZSTD_CHUNKED_FOOTER_LENGTH);
+  t.equal(detectTocCodec(tail, 1000).codec, zstdChunkedCodec);
+  const legacy = Buffer.alloc(ZSTD_LEGACY_FOOTER_LENGTH);
+  legacy.writeUInt32LE(0x184d2a50, 0);
+  legacy.writeUInt32LE(40, 4);
+  [100, 10, 20, 1].forEach((v, i) => legacy.writeBigUInt64LE(BigInt(v), 8 + 8 * i));
+  legacy.write('GnUlInUx', 40, 'latin1');
+  const found = detectTocCodec(legacy, 1000);
+  t.equal(found.codec, estargzZstdCodec);
+  t.same(found.location, { format: 'estargz-zstd', tocOffset: 100, tocLength: 10, tocUncompressedLength: 20, footerLength: 48 });
+  for (const [kind, bytes] of [['current', tail], ['legacy', legacy]] as const) {
+    for (let cut = 0; cut < bytes.length; cut += 7) t.throws(() => parseZstdFooter(bytes.subarray(cut + 1), 1000, kind), FormatError, `${kind}: short by ${cut + 1}`);
+    t.throws(() => parseZstdFooter(Buffer.concat([bytes, Buffer.from([0])]), 1000, kind), FormatError, `${kind}: one byte long`);
+    t.throws(() => parseZstdFooter(new Uint8Array(bytes.length), 1000, kind), FormatError, `${kind}: zeros`);
+    t.throws(() => parseZstdFooter(bytes, 50, kind), /does not fit before the footer/, `${kind}: TOC past a small blob`);
   }
 });

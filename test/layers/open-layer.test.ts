@@ -71,7 +71,7 @@ t.test('a layer without the toc.digest annotation is refused before any read', a
   const src = recordingSource(t, fb.blob);
   await t.rejects(openLayer(options(t, src, { descriptor: descriptor(src, null) })), {
     code: 'FORMAT',
-    message: `layer ${src.id} has no containerd.io/snapshot/stargz/toc.digest annotation: cannot verify its TOC`,
+    message: `layer ${src.id} has no containerd.io/snapshot/stargz/toc.digest or io.github.containers.zstd-chunked.manifest-checksum annotation: cannot verify its TOC`,
   });
   await t.rejects(openLayer(options(t, src, { descriptor: descriptor(src, { [TOC_DIGEST_ANNOTATION]: 'sha256:nothex' }) })), { code: 'FORMAT' });
   t.equal(src.requests, 0);

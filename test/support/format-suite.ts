@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Test } from 'tap';
 import { DigestMismatchError, TocfsError } from '../../src/errors.js';
-import { detectTocCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
 import type { DecodedToc, TocChunk, TocCodec, TocEntry, TocIndex } from '../../src/formats/toc.js';
 import { contentBytes, type TarEntry } from './tar-dsl.js';
 import { VECTORS, type Vector } from './vectors.js';
@@ -31,6 +31,8 @@ export interface FormatVariant {
   build(entries: readonly TarEntry[], opts: VariantBuildOptions): Promise<BuiltLayer>;
   /** Offset into a span of its first compressed data byte (10: after a gzip member header). */
   readonly dataStart?: number;
+  /** Bytes at a span's end whose flip always shows (gzip: CRC32 + ISIZE = 8; zstd: 0 = no checksum). */
+  readonly trailerBytes?: number;
   /** Format-specific checks of the raw blob (e.g. "still a valid tar.gz"). */
   checkStreams?(t: Test, built: BuiltLayer, entries: readonly TarEntry[]): void | Promise<void>;
 }
@@ -122,7 +124,7 @@ export async function readRange(
 }
 
 export async function decodeBlob(blob: Buffer, expectCodec?: TocCodec): Promise<DecodedToc & { codec: TocCodec }> {
-  const tail = blob.subarray(Math.max(0, blob.length - 64));
+  const tail = blob.subarray(Math.max(0, blob.length - MAX_FOOTER_LENGTH));
   const { codec, location } = detectTocCodec(tail, blob.length);
   if (expectCodec && codec !== expectCodec) throw new Error(`detected ${codec.format}, expected ${expectCodec.format}`);
   const tocEnd = location.tocLength === undefined ? blob.length - location.footerLength : location.tocOffset + location.tocLength;
@@ -198,21 +200,29 @@ async function expectRejected(t: Test, what: string, run: () => Promise<unknown>
   }
 }
 
-async function checkTamper(t: Test, codec: TocCodec, blob: Buffer, index: TocIndex, tocDigest: string, dataStart: number): Promise<void> {
+async function checkTamper(t: Test, codec: TocCodec, blob: Buffer, index: TocIndex, tocDigest: string, dataStart: number, trailerBytes: number): Promise<void> {
   const data = [...index.walk()].flatMap(([, e]) => e.chunks.filter((c) => !c.zeros));
   for (const c of [data[0], data[data.length - 1]]) {
     if (!c) continue;
-    // The span's last bytes are its member's checksum (gzip CRC32 + ISIZE): a flip there always shows.
-    const trailer = Buffer.from(blob);
-    trailer[c.compressedEnd - 5]! ^= 0x55;
-    await expectRejected(t, `byte flipped in the checksum of span ${c.compressedOffset}`, () => chunkBytes(codec, trailer, c, true), ['BAD_DATA']);
+    if (trailerBytes > 0) {
+      // The span's last bytes are its member's checksum (gzip CRC32 + ISIZE): a flip there always shows.
+      const trailer = Buffer.from(blob);
+      trailer[c.compressedEnd - 5]! ^= 0x55;
+      await expectRejected(t, `byte flipped in the checksum of span ${c.compressedOffset}`, () => chunkBytes(codec, trailer, c, true), ['BAD_DATA']);
+    } else {
+      // No checksum to flip (zstd frames carry none by default): a frame cut short is what must show.
+      await expectRejected(t, `span ${c.compressedOffset} truncated by one byte`, () => chunkBytes(codec, blob.subarray(0, c.compressedEnd - 1), c, true), ['BAD_DATA']);
+    }
     // A flip in the middle may legitimately change nothing (a back-reference into a run of zeros copies
-    // the same zeros), so the property is: rejected, or the very same bytes.
+    // the same zeros), so the property is: rejected, or the very same bytes. Without a checksum in the
+    // frame (zstd) the chunk digest is what catches it, so the chunk is read as a reader would.
     const flipped = Buffer.from(blob);
     flipped[c.compressedOffset + Math.floor((c.compressedEnd - c.compressedOffset) / 2)]! ^= 0x55;
-    const original = await codec.decompressSpan(blob.subarray(c.compressedOffset, c.compressedEnd), 1 << 30);
+    const decode = (b: Buffer): Promise<Uint8Array> =>
+      trailerBytes > 0 ? codec.decompressSpan(b.subarray(c.compressedOffset, c.compressedEnd), 1 << 30) : chunkBytes(codec, b, c);
+    const original = await decode(blob);
     try {
-      const out = await codec.decompressSpan(flipped.subarray(c.compressedOffset, c.compressedEnd), 1 << 30);
+      const out = await decode(flipped);
       t.ok(Buffer.from(out).equals(original), `byte flipped in span at ${c.compressedOffset}: same bytes or rejected`);
     } catch (err) {
       t.ok(err instanceof TocfsError && err.code === 'BAD_DATA', `byte flipped in span at ${c.compressedOffset}: rejected`);
@@ -224,10 +234,12 @@ async function checkTamper(t: Test, codec: TocCodec, blob: Buffer, index: TocInd
     early[c.compressedOffset + dataStart]! ^= 0x55;
     await expectRejected(t, `byte flipped at the start of span ${c.compressedOffset}`, () => chunkBytes(codec, early, c), ['BAD_DATA']);
   }
-  const tocEnd = blob.length - codec.footerLength;
+  const location = codec.parseFooter(blob.subarray(blob.length - codec.footerLength), blob.length);
+  const tocStart = location.tocOffset;
+  const tocEnd = location.tocLength === undefined ? blob.length - codec.footerLength : tocStart + location.tocLength;
   for (const [where, at] of [
-    ['checksum', tocEnd - 5],
-    ['middle', index.tocOffset + Math.floor((tocEnd - index.tocOffset) / 2)],
+    ['end', tocEnd - 5],
+    ['middle', tocStart + Math.floor((tocEnd - tocStart) / 2)],
   ] as const) {
     const flipped = Buffer.from(blob);
     flipped[at]! ^= 0x55;
@@ -265,7 +277,7 @@ export async function formatSuite(t: Test, variant: FormatVariant, opts: SuiteOp
           }
         } else t.equal(index.prefetch, undefined, 'no prefetch span');
         await checkReads(t, codec, built.blob, index, v.entries, chunkSize);
-        await checkTamper(t, codec, built.blob, index, built.tocDigest, variant.dataStart ?? 10);
+        await checkTamper(t, codec, built.blob, index, built.tocDigest, variant.dataStart ?? 10, variant.trailerBytes ?? 8);
         await variant.checkStreams?.(t, built, v.entries);
       });
     }

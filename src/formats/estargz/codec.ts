@@ -12,6 +12,7 @@ import { parseTocJson } from '../toc-json.js';
 import type { DecodedToc, TocCodec, TocFormat, TocLimits, TocLocation } from '../toc.js';
 import { ESTARGZ_FOOTER_LENGTH, LEGACY_FOOTER_LENGTH, parseEstargzFooter, parseLegacyFooter, type ParsedFooter } from './footer.js';
 import { tocJsonFromTar } from './toc-tar.js';
+import { estargzZstdCodec, zstdChunkedCodec } from '../zstd/codec.js';
 
 /** Room for the tar header, PAX records, padding and end-of-archive blocks around the JSON. */
 const TAR_OVERHEAD = 64 << 10;
@@ -142,8 +143,11 @@ export const estargzCodec: TocCodec = Object.freeze(new GzipTocCodec('estargz-gz
 /** The original CRFS stargz; same TOC, shorter footer. */
 export const legacyStargzCodec: TocCodec = Object.freeze(new GzipTocCodec('stargz-legacy', LEGACY_FOOTER_LENGTH, parseLegacyFooter));
 
-/** Every codec detectTocCodec tries, most specific first. zstd codecs join this list when they exist. */
-export const TOC_CODECS: readonly TocCodec[] = Object.freeze([estargzCodec, legacyStargzCodec]);
+/**
+ * Every codec detectTocCodec tries, most specific first. The zstd footers cannot be mistaken for gzip
+ * ones (a skippable frame header and an 8-byte magic), so their order among the gzip ones is free.
+ */
+export const TOC_CODECS: readonly TocCodec[] = Object.freeze([zstdChunkedCodec, estargzZstdCodec, estargzCodec, legacyStargzCodec]);
 
 /** How many tail bytes a caller fetches so that every codec can look at its footer. */
 export const MAX_FOOTER_LENGTH = Math.max(...TOC_CODECS.map((c) => c.footerLength));

@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 # Tests: docker-registry (the real registry), umoci (the oracle), skopeo (full-pull baseline),
 # apache2-utils (htpasswd for basic auth), openssl (test certificates), zstd, bubblewrap,
 # attr (getfattr: `tocfs stats` reads the figures xattrs with it), debootstrap (real rootfs images,
-# scripts/rootfs.sh), podman + runc + uidmap (runtimes over the mount, the container image; crun fails here).
+# scripts/rootfs.sh), podman + runc + uidmap (runtimes over the mount, the container image; crun fails here),
+# gcc + libc6-dev + iproute2 (the benchmark's packet delay line and network namespace).
 packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr
-  debootstrap podman runc uidmap)
+  debootstrap podman runc uidmap gcc libc6-dev iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

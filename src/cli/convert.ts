@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { convertImage, type ConvertedLayer } from '../convert/convert-image.js';
 import { DEFAULT_TOC_LIMITS } from '../formats/toc.js';
@@ -26,6 +27,26 @@ function layerLine(layer: ConvertedLayer, index: number, total: number, format: 
   );
 }
 
+/**
+ * `--prioritize-from FILE`: one path per line (what `tocfs stats MNT --accessed IMAGE_DIR` prints), in the
+ * order to write them; blank lines and `#` comments are skipped, duplicates keep their first place.
+ */
+export async function readPriorityList(file: string): Promise<string[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--prioritize-from ${file}: ${(err as Error).message}`);
+  }
+  const seen = new Set<string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/\r$/, '').trim();
+    if (line === '' || line.startsWith('#')) continue;
+    seen.add(line);
+  }
+  return [...seen];
+}
+
 export async function runConvert(argv: string[], out: NodeJS.WritableStream): Promise<void> {
   let parsed;
   try {
@@ -36,6 +57,7 @@ export async function runConvert(argv: string[], out: NodeJS.WritableStream): Pr
         ...registryOptionSpec,
         format: { type: 'string', default: 'estargz' },
         prioritize: { type: 'string', multiple: true },
+        'prioritize-from': { type: 'string', multiple: true },
         'chunk-size': { type: 'string' },
       },
     });
@@ -49,7 +71,8 @@ export async function runConvert(argv: string[], out: NodeJS.WritableStream): Pr
   if (format !== 'estargz' && format !== 'zstd-chunked') throw new UsageError(`unknown --format ${JSON.stringify(format)} (estargz or zstd-chunked)`);
   const chunkText = parsed.values['chunk-size'];
   const chunkSize = chunkText === undefined ? undefined : parseSize(chunkText);
-  const prioritize = parsed.values.prioritize ?? [];
+  const prioritize = [...(parsed.values.prioritize ?? [])];
+  for (const file of parsed.values['prioritize-from'] ?? []) prioritize.push(...(await readPriorityList(file)));
   if (format === 'zstd-chunked' && prioritize.length > 0) throw new UsageError('--prioritize needs --format estargz (zstd:chunked has no prefetch landmark)');
   const src = parseReference(srcText);
   const dst = parseReference(dstText);

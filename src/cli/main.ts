@@ -12,8 +12,9 @@ commands:
   ls REF [PATH] [--layers]   list an image's files layer by layer (from eStargz TOCs; layers without
                              a TOC are read whole), or (--layers) its layers: digest, media type, size
   cat REF PATH [--layer D]   write one file of one layer to stdout, fetching only the chunks it needs
-  convert SRC DST [--format estargz] [--prioritize PATH]... [--chunk-size N]
-                             rewrite an image's layers as eStargz and push it as DST
+  convert SRC DST [--format estargz] [--prioritize PATH]... [--prioritize-from FILE]... [--chunk-size N]
+                             rewrite an image's layers as eStargz and push it as DST; prioritised files
+                             (FILE: one path per line, e.g. from stats --accessed) come first
   mount MNT [--no-allow-other] [--allow-suid] [--no-cvmfs] [--debug]
                              serve MNT/images/HOST/REPO:TAG/... in the foreground (logs to stderr);
                              SIGINT/SIGTERM unmount and exit 0; a stale mount at MNT is cleaned first.
@@ -23,6 +24,8 @@ commands:
   stats MNT [--json]         the mount's figures (bytes from the registry / caches, requests, per layer
                              format, TOC source and fetched %), read from its user.tocfs.* xattrs
                              with getfattr (package attr); MNT or an image root under it
+  stats MNT --accessed IMAGE_DIR
+                             the files read in that image (images/HOST/REPO:TAG), first read first
 
 registry options (every command):
   --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)

@@ -1,9 +1,13 @@
 /**
  * `tocfs stats MNT [--json]`: the daemon's figures (DESIGN.md §1.4), read from the `user.tocfs.*` extended
- * attributes of MNT (or of an image root under it). Node has no getxattr, so they are read with
+ * attributes of MNT (or of an image root under it).
+ * `tocfs stats MNT --accessed IMAGE_DIR`: the files a workload read in that image, first read first, one
+ * absolute path per line (the input of `tocfs convert --prioritize-from`); IMAGE_DIR is absolute, or
+ * relative to MNT (`images/HOST/REPO:TAG`), or just `HOST/REPO:TAG`. Node has no getxattr, so they are read with
  * `getfattr` (Debian package `attr`), one attribute per call, values raw.
  */
 import { execFile } from 'node:child_process';
+import { isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { TocfsError } from '../errors.js';
 import { UsageError } from './usage.js';
@@ -18,6 +22,8 @@ export interface MountFigures {
   readonly requests: number;
   /** Keyed by layer digest: format, tocSource, fetchedRatio, bytesFetched, bytesCache, blobBytes... */
   readonly layers: Record<string, Record<string, unknown>>;
+  /** Mount-wide filesystem calls made by FUSE ops (lookup, readdir, read, xattrs), when the daemon counts them. */
+  readonly fuse_ops?: Record<string, number>;
 }
 
 interface Run {
@@ -65,7 +71,43 @@ export async function readMountFigures(path: string): Promise<MountFigures> {
   } catch {
     throw new TocfsError('FORMAT', `${path}: ${PREFIX}layers is not JSON`);
   }
+  const opsText = await readXattr(path, `${PREFIX}fuse_ops`);
+  if (opsText !== undefined) {
+    try {
+      out['fuse_ops'] = JSON.parse(opsText) as unknown;
+    } catch {
+      throw new TocfsError('FORMAT', `${path}: ${PREFIX}fuse_ops is not JSON`);
+    }
+  }
   return out as unknown as MountFigures;
+}
+
+/** Where `--accessed IMAGE_DIR` points: absolute, relative to MNT, or relative to MNT/images. */
+export function accessedPath(mnt: string, imageDir: string): string {
+  if (isAbsolute(imageDir)) return imageDir;
+  const clean = imageDir.replace(/^\.\//, '');
+  return clean.startsWith('images/') ? join(mnt, clean) : join(mnt, 'images', clean);
+}
+
+/**
+ * The files read under an image root, first read first (`user.tocfs.accessed` holds the count, pages
+ * `user.tocfs.accessed.N` the paths). NOT_FOUND when `imageRoot` is not an image root of a tocfs mount.
+ */
+export async function readAccessed(imageRoot: string): Promise<string[]> {
+  const countText = await readXattr(imageRoot, `${PREFIX}accessed`);
+  if (countText === undefined) {
+    throw new TocfsError('NOT_FOUND', `${imageRoot} is not an image root of a tocfs mount (no ${PREFIX}accessed attribute)`);
+  }
+  const count = Number(countText);
+  if (!Number.isSafeInteger(count) || count < 0) throw new TocfsError('FORMAT', `${imageRoot}: ${PREFIX}accessed is ${JSON.stringify(countText)}, not a count`);
+  const files: string[] = [];
+  for (let page = 0; files.length < count; page++) {
+    const text = await readXattr(imageRoot, `${PREFIX}accessed.${page}`);
+    if (text === undefined) break;
+    files.push(...text.split('\n').filter((l) => l !== ''));
+  }
+  // The list may grow between reading the count and the last page: show what was read, in order.
+  return files;
 }
 
 function bytes(n: number): string {
@@ -93,6 +135,9 @@ export function formatFigures(path: string, f: MountFigures): string {
     `  requests       ${f.requests}`,
     `  layers         ${Object.keys(f.layers).length}`,
   ];
+  if (f.fuse_ops) {
+    lines.push(`  fuse_ops       ${Object.entries(f.fuse_ops).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  }
   const rows = Object.entries(f.layers).map(([digest, l]) => [
     digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1'),
     cell(l['format']),
@@ -114,13 +159,20 @@ export function formatFigures(path: string, f: MountFigures): string {
 export async function runStats(argv: string[], out: NodeJS.WritableStream): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, accessed: { type: 'string' } } });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   const [mnt, ...extra] = parsed.positionals;
-  if (mnt === undefined) throw new UsageError('usage: tocfs stats MNT [--json]');
+  if (mnt === undefined) throw new UsageError('usage: tocfs stats MNT [--json] [--accessed IMAGE_DIR]');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  const imageDir = parsed.values.accessed;
+  if (imageDir !== undefined) {
+    if (imageDir === '') throw new UsageError('--accessed needs an image directory (images/HOST/REPO:TAG)');
+    const files = await readAccessed(accessedPath(mnt, imageDir));
+    out.write(parsed.values.json ? `${JSON.stringify(files, null, 2)}\n` : files.map((f) => `${f}\n`).join(''));
+    return;
+  }
   const figures = await readMountFigures(mnt);
   out.write(parsed.values.json ? `${JSON.stringify(figures, null, 2)}\n` : formatFigures(mnt, figures));
 }

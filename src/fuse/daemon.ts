@@ -8,6 +8,7 @@ import type { Filesystem } from '../image/filesystem.js';
 import { RegistryClient } from '../registry/client.js';
 import { loadDockerConfig } from '../registry/credentials.js';
 import type { Platform } from '../registry/types.js';
+import { recordAccesses } from './access-recorder.js';
 import { mountFilesystem, type Mount } from './mount.js';
 
 export interface DaemonConfig {
@@ -67,14 +68,15 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     });
     disposers.push(() => layers.close());
 
-    const fs: Filesystem = createImageFilesystem({
+    // Records which files each image's workload read (tocfs stats --accessed) and counts FUSE calls.
+    const fs: Filesystem = recordAccesses(createImageFilesystem({
       client,
       openLayer: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
       ...(config.platform ? { platform: config.platform } : {}),
       log: config.log,
       figures: () => figuresOf(layers),
       cacheSpace: () => ({ totalBytes: config.cacheSize, usedBytes: layers.stats().disk.bytes }),
-    });
+    }), { log: config.log });
     disposers.push(() => fs.close());
 
     const mount = await mountFilesystem(fs, config.mountpoint, {

@@ -54,6 +54,8 @@ export interface FetcherStats extends FetchFigures {
   readonly retries: number;
   /** Reads that joined a fetch already under way instead of starting one. */
   readonly joins: number;
+  /** Units fetched as read-ahead along with a read's own request. */
+  readonly readAhead: number;
 }
 
 /** What the fetcher needs of a layer. */
@@ -82,6 +84,11 @@ export interface FetcherOptions {
 export interface GetChunksOptions {
   /** Merge every missing span into one request whatever the holes (prefetch of a known region). */
   readonly oneRequest?: boolean;
+  /**
+   * Chunks to fetch along with the missing ones (read-ahead.ts): added to the same requests only when
+   * some asked-for chunk goes to the source, never awaited, never an error for the caller.
+   */
+  readonly readAhead?: readonly ChunkRef[];
 }
 
 interface Pending {
@@ -117,7 +124,7 @@ export class ChunkFetcher {
   readonly #spans = new Map<string, Promise<Uint8Array>>();
   readonly #background = new Set<Promise<unknown>>();
   readonly #closing = new AbortController();
-  #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0 };
+  #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
   constructor(opts: FetcherOptions) {
     this.#memory = opts.memory;
@@ -145,7 +152,20 @@ export class ChunkFetcher {
       used.set(p.unit.key, (used.get(p.unit.key) ?? 0) + Math.min(refs[i]!.used ?? p.size, p.size));
     });
     const list = [...units.values()];
-    const hits = await Promise.all(list.map((u) => this.#memory.get(u.key)));
+    const extra: Unit[] = [];
+    for (const ref of opts.readAhead ?? []) {
+      let plan;
+      try {
+        plan = planRef(layer.digest, ref, this.#maxWholeFile);
+      } catch {
+        continue; // unverifiable read-ahead is simply not read ahead
+      }
+      if ('unit' in plan && !units.has(plan.unit.key) && !extra.some((u) => u.key === plan.unit.key)) extra.push(plan.unit);
+    }
+    const [hits, extraHits] = await Promise.all([
+      Promise.all(list.map((u) => this.#memory.get(u.key))),
+      Promise.all(extra.map((u) => this.#memory.get(u.key))),
+    ]);
 
     // From here to the end of the loop nothing awaits: a unit is either in memory, joined, or ours.
     const waits = new Map<string, Promise<Uint8Array>>();
@@ -168,7 +188,17 @@ export class ChunkFetcher {
       mine.push({ unit, d, used: used.get(unit.key)! });
       waits.set(unit.key, d.promise);
     });
-    if (mine.length > 0) this.#track(this.#fill(layer, mine, opts));
+    if (mine.length > 0) {
+      extra.forEach((unit, i) => {
+        if (extraHits[i] !== undefined || this.#units.has(unit.key)) return;
+        const d = deferred<Uint8Array>();
+        d.promise.catch(() => {}); // nobody waits for read-ahead: its failure is no one's error
+        this.#units.set(unit.key, d.promise);
+        mine.push({ unit, d, used: 0 }); // read-ahead: no caller takes bytes from it now
+        this.#figures.readAhead++;
+      });
+      this.#track(this.#fill(layer, mine, opts));
+    }
 
     const keys = [...waits.keys()];
     const values = await abortable(Promise.all(waits.values()), signal, 'chunk read');

@@ -9,6 +9,7 @@ import { abortable } from './deferred.js';
 import { prefetchFailChannel, publish } from './events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from './fetcher.js';
 import type { RangeSource } from './range-source.js';
+import { ReadAhead, type ReadAheadPolicy } from './read-ahead.js';
 
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
@@ -35,9 +36,13 @@ export interface LayerParts {
   readonly tocSource: TocSource;
   /** A prefetch region larger than this is fetched in several requests. Default 64 MiB. */
   readonly maxPrefetchBytes?: number;
+  /** What reads fetch ahead (read-ahead.ts); default: its defaults. */
+  readonly readAhead?: ReadAheadPolicy;
 }
 
 const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
+const PREFETCH_PIECE_BYTES = 2 << 20;
+const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
 
 export class UnverifiedLayer {
@@ -82,6 +87,7 @@ export class VerifiedLayer implements ChunkLayer {
   readonly figures: FetchFigures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 };
   readonly #fetcher: ChunkFetcher;
   readonly #maxPrefetchBytes: number;
+  readonly #readAhead: ReadAhead;
   #prefetching: Promise<void> | undefined;
   #prefetchState: 'idle' | 'done' | 'failed' = 'idle';
 
@@ -97,6 +103,7 @@ export class VerifiedLayer implements ChunkLayer {
     this.tocSource = p.tocSource;
     this.#fetcher = p.fetcher;
     this.#maxPrefetchBytes = p.maxPrefetchBytes ?? DEFAULT_MAX_PREFETCH_BYTES;
+    this.#readAhead = new ReadAhead(this.index, p.readAhead);
   }
 
   /**
@@ -116,7 +123,11 @@ export class VerifiedLayer implements ChunkLayer {
       const c = chunks[i]!;
       refs.push({ entry, index: i, used: Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
-    const parts = await this.#fetcher.getChunks(this, refs, signal);
+    const ahead = this.#readAhead.plan(entry, refs, offset, end);
+    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });
+    // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
+    for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [ref]).catch(() => {});
+    const parts = await reading;
     const out = new Uint8Array(end - offset);
     parts.forEach((bytes, k) => {
       const c = chunks[refs[k]!.index]!;
@@ -187,8 +198,25 @@ export class VerifiedLayer implements ChunkLayer {
       });
     }
     if (refs.length === 0) return;
-    const oneRequest = region.end - region.start <= this.#maxPrefetchBytes;
-    await this.#fetcher.getChunks(this, refs, undefined, { oneRequest });
+    // Pieces of PREFETCH_PIECE_BYTES, in blob order (the prioritised files in the order they were first
+    // read), PREFETCH_PARALLEL at a time: the first files arrive after one piece, not after the whole
+    // region, and a read of a file whose piece has not started fetches it itself without waiting.
+    refs.sort((a, b) => a.entry.chunks[a.index]!.compressedOffset - b.entry.chunks[b.index]!.compressedOffset);
+    const pieces: ChunkRef[][] = [];
+    let pieceStart = -1;
+    for (const ref of refs) {
+      const c = ref.entry.chunks[ref.index]!;
+      if (pieceStart < 0 || c.compressedEnd - pieceStart > Math.min(PREFETCH_PIECE_BYTES, this.#maxPrefetchBytes)) {
+        pieces.push([]);
+        pieceStart = c.compressedOffset;
+      }
+      pieces[pieces.length - 1]!.push(ref);
+    }
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < pieces.length) await this.#fetcher.getChunks(this, pieces[next++]!, undefined, { oneRequest: true });
+    };
+    await Promise.all(Array.from({ length: Math.min(PREFETCH_PARALLEL, pieces.length) }, worker));
   }
 }
 

@@ -19,6 +19,7 @@ import type { ChunkFetcher } from './fetcher.js';
 import { UnverifiedLayer, type LayerParts, type VerifiedLayer } from './layer.js';
 import type { RangeSource } from './range-source.js';
 import type { TocCache } from './toc-cache.js';
+import type { ReadAheadPolicy } from './read-ahead.js';
 
 export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 
@@ -46,6 +47,8 @@ export interface OpenLayerOptions {
   readonly maxTocBytes?: number;
   readonly limits?: Partial<TocLimits>;
   readonly maxPrefetchBytes?: number;
+  /** What reads fetch ahead (read-ahead.ts). Default: its defaults. */
+  readonly readAhead?: ReadAheadPolicy;
   readonly signal?: AbortSignal;
 }
 
@@ -147,10 +150,11 @@ export async function openLayer(opts: OpenLayerOptions): Promise<VerifiedLayer> 
   return layer;
 }
 
-function parts(opts: OpenLayerOptions, rest: Omit<LayerParts, 'source' | 'fetcher' | 'maxPrefetchBytes'>): LayerParts {
+function parts(opts: OpenLayerOptions, rest: Omit<LayerParts, 'source' | 'fetcher' | 'maxPrefetchBytes' | 'readAhead'>): LayerParts {
   return {
     source: opts.source,
     fetcher: opts.fetcher,
+    ...(opts.readAhead !== undefined ? { readAhead: opts.readAhead } : {}),
     ...(opts.maxPrefetchBytes !== undefined ? { maxPrefetchBytes: opts.maxPrefetchBytes } : {}),
     ...rest,
   };

@@ -1,0 +1,76 @@
+// One tocfs daemon for one measured run: `tocfs mount` as its own process (so its CPU time and peak RSS
+// come from /proc and nothing of the bench shares its JS thread), a fresh cache dir unless one is given,
+// torn down completely by stop().
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isMounted } from '../../src/fuse/mount.js';
+import { readMountFigures, readAccessed, type MountFigures } from '../../src/cli/stats.js';
+import { cpuSeconds, peakRss, run } from './proc.js';
+
+const BIN = fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
+
+export interface RunningDaemon {
+  readonly mnt: string;
+  readonly cacheDir: string;
+  readonly pid: number;
+  figures(): Promise<MountFigures>;
+  accessed(imageDir: string): Promise<string[]>;
+  cpuSeconds(): number;
+  peakRss(): number;
+  /** Unmounts and waits for the process; removes the cache dir unless `keepCache`. */
+  stop(opts?: { keepCache?: boolean }): Promise<void>;
+}
+
+/** `TOCFS_BENCH_CPU_PROF=DIR`: every daemon writes a V8 CPU profile there (summarise with bench/cpu-profile.ts). */
+const CPU_PROF = process.env['TOCFS_BENCH_CPU_PROF'];
+
+export async function startDaemon(opts: { registryHost: string; cacheDir?: string; log?: (l: string) => void }): Promise<RunningDaemon> {
+  const mnt = mkdtempSync(join(tmpdir(), 'tocfs-bench-mnt-'));
+  const cacheDir = opts.cacheDir ?? mkdtempSync(join(tmpdir(), 'tocfs-bench-cache-'));
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), BIN, 'mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    if (stderr.length > 1 << 20) stderr = stderr.slice(-(1 << 19));
+  });
+  const stop = async (stopOpts: { keepCache?: boolean } = {}): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await once(child, 'exit').catch(() => {});
+      clearTimeout(timer);
+    }
+    if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
+    rmSync(mnt, { recursive: true, force: true });
+    if (!stopOpts.keepCache) rmSync(cacheDir, { recursive: true, force: true, maxRetries: 3 });
+  };
+  // The mount is ready once it shows in the mount table.
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await stop();
+      throw new Error(`tocfs mount exited before mounting: ${stderr.slice(-2000)}`);
+    }
+    if (await isMounted(mnt)) break;
+    await sleep(5);
+  }
+  const pid = child.pid!;
+  return {
+    mnt,
+    cacheDir,
+    pid,
+    figures: () => readMountFigures(mnt),
+    accessed: (imageDir) => readAccessed(join(mnt, imageDir)),
+    cpuSeconds: () => cpuSeconds(pid),
+    peakRss: () => peakRss(pid),
+    stop,
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * Read-ahead (DESIGN.md §2 fetch policy; issue 8): what to fetch beyond the chunks a read needs, planned
+ * from the TOC alone. Two patterns pay for themselves on a link with a real round-trip time:
+ *
+ *  - adjacent small files: a workload that reads one file of a directory reads its neighbours next
+ *    (Python imports a package's modules, a loader its libraries), and the tar keeps them adjacent in the
+ *    blob. The chunks that follow the last one needed, up to a byte budget, ride in the same range request:
+ *    one round trip instead of one per file.
+ *  - sequential reads of a large file: the next chunks of the same file are fetched in requests of their
+ *    own, in parallel with the one being read, so transfer, decompression and verification overlap.
+ *
+ * Pure planning (no I/O); the fetcher decides what is already cached or in flight.
+ */
+import type { TocEntry, TocIndex } from '../formats/toc.js';
+import type { ChunkRef } from './fetch-plan.js';
+
+/** Adjacent chunks whose compressed spans sit further apart than this are not "adjacent". */
+const MAX_GAP_BYTES = 64 << 10;
+
+export interface ReadAheadPolicy {
+  /** Compressed bytes of following chunks fetched along with a read's own request. Default 512 KiB; 0 disables. */
+  readonly adjacentBytes?: number;
+  /** Chunks of the same file fetched ahead of a sequential read, each its own request. Default 2; 0 disables. */
+  readonly sequentialChunks?: number;
+}
+
+export interface ReadAheadPlan {
+  /** Merged into the read's own request, not awaited. */
+  readonly adjacent: readonly ChunkRef[];
+  /** Fetched in parallel requests of their own, not awaited. */
+  readonly sequential: readonly ChunkRef[];
+}
+
+const NONE: ReadAheadPlan = { adjacent: [], sequential: [] };
+
+export class ReadAhead {
+  readonly #index: TocIndex;
+  readonly #adjacentBytes: number;
+  readonly #sequentialChunks: number;
+  /** Every data chunk of the layer in blob order, built on first use. */
+  #order: ChunkRef[] | undefined;
+  /** Where the last read of each file ended: a read that starts there is sequential. */
+  readonly #lastEnd = new WeakMap<TocEntry, number>();
+
+  constructor(index: TocIndex, policy: ReadAheadPolicy = {}) {
+    this.#index = index;
+    this.#adjacentBytes = policy.adjacentBytes ?? 512 << 10;
+    this.#sequentialChunks = policy.sequentialChunks ?? 2;
+  }
+
+  /**
+   * What to fetch ahead of a read of `refs` (chunks of `entry`, in order) for bytes [offset, end). Only a
+   * read that starts where the previous read of the file ended counts as sequential: a loader reading an
+   * ELF header at 0 and then mapping pages here and there must not pull whole chunks of a large library.
+   */
+  plan(entry: TocEntry, refs: readonly ChunkRef[], offset: number, end: number): ReadAheadPlan {
+    const first = refs[0];
+    const last = refs[refs.length - 1];
+    if (!first || !last) return NONE;
+    const sequentialRead = offset > 0 && this.#lastEnd.get(entry) === offset;
+    this.#lastEnd.set(entry, end);
+    const sequential: ChunkRef[] = [];
+    if (sequentialRead) {
+      for (let i = last.index + 1; i < entry.chunks.length && sequential.length < this.#sequentialChunks; i++) {
+        if (!entry.chunks[i]!.zeros) sequential.push({ entry, index: i });
+      }
+    }
+    return { adjacent: this.#adjacent(entry.chunks[last.index]!.compressedEnd, entry), sequential };
+  }
+
+  /** Chunks of other files that follow `end` in the blob, within the byte budget. */
+  #adjacent(end: number, entry: TocEntry): ChunkRef[] {
+    if (this.#adjacentBytes <= 0) return [];
+    const order = (this.#order ??= blobOrder(this.#index));
+    let lo = 0;
+    let hi = order.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (chunkOf(order[mid]!).compressedOffset < end) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: ChunkRef[] = [];
+    let budget = this.#adjacentBytes;
+    let at = end;
+    for (let i = lo; i < order.length; i++) {
+      const ref = order[i]!;
+      // The rest of a large file is the sequential read-ahead's business, not this one's.
+      if (ref.entry === entry) break;
+      const c = chunkOf(ref);
+      const bytes = c.compressedEnd - c.compressedOffset;
+      if (c.compressedOffset - at > MAX_GAP_BYTES || bytes > budget) break;
+      budget -= bytes;
+      at = c.compressedEnd;
+      out.push(ref);
+    }
+    return out;
+  }
+}
+
+const chunkOf = (ref: ChunkRef) => ref.entry.chunks[ref.index]!;
+
+/** Every non-zeros chunk of every regular file (hardlinks once), sorted by compressed offset. */
+export function blobOrder(index: TocIndex): ChunkRef[] {
+  const refs: ChunkRef[] = [];
+  const seen = new Set<TocEntry>();
+  for (const [, entry] of index.walk()) {
+    if (entry.type !== 'reg' || seen.has(entry)) continue;
+    seen.add(entry);
+    entry.chunks.forEach((c, index) => {
+      if (!c.zeros) refs.push({ entry, index });
+    });
+  }
+  return refs.sort((a, b) => chunkOf(a).compressedOffset - chunkOf(b).compressedOffset);
+}

@@ -2,6 +2,10 @@
  * The composition root of `tocfs mount` (STYLE.md item 13): registry client -> layer service -> image
  * filesystem -> FUSE mount, built in that order and closed in reverse.
  */
+import { InvalidOptionError } from '../errors.js';
+import { CvmfsCatalog } from '../image/cvmfs-catalog.js';
+import { CvmfsLayers } from '../layers/cvmfs-layers.js';
+import { CvmfsSource } from '../layers/cvmfs-source.js';
 import { createLayerService, type LayerService } from '../layers/layer-service.js';
 import { createImageFilesystem, type Figures } from '../image/namespace.js';
 import type { Filesystem } from '../image/filesystem.js';
@@ -25,6 +29,11 @@ export interface DaemonConfig {
   readonly debug?: boolean;
   /** One line per event (stderr in the CLI). */
   readonly log: (line: string) => void;
+  /**
+   * A CVMFS repository of unpacked images (DUCC layout) to serve layers and images from. Default:
+   * `/cvmfs/unpacked.cern.ch` when it is a directory; false: none (`--no-cvmfs`).
+   */
+  readonly cvmfs?: string | false;
 }
 
 export interface Daemon {
@@ -36,6 +45,7 @@ export interface Daemon {
 }
 
 const DEFAULT_MEMORY_CACHE_BYTES = 256 * 2 ** 20;
+const DEFAULT_CVMFS = '/cvmfs/unpacked.cern.ch';
 
 export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   const disposers: (() => Promise<void>)[] = [];
@@ -66,12 +76,15 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     });
     disposers.push(() => layers.close());
 
+    const cvmfs = await openCvmfs(config, layers);
     const fs: Filesystem = createImageFilesystem({
       client,
-      openLayer: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
+      openLayer: (repo, descriptor, signal) =>
+        cvmfs ? cvmfs.layers.open(repo, descriptor, signal) : layers.openAny(repo, descriptor, signal ? { signal } : {}),
+      ...(cvmfs ? { cvmfs } : {}),
       ...(config.platform ? { platform: config.platform } : {}),
       log: config.log,
-      figures: () => figuresOf(layers),
+      figures: () => figuresOf(layers, cvmfs?.layers),
     });
     disposers.push(() => fs.close());
 
@@ -95,12 +108,30 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   }
 }
 
+/** The CVMFS catalog when a repository is configured (or the default one exists); logged either way. */
+async function openCvmfs(config: DaemonConfig, layers: LayerService): Promise<CvmfsCatalog | undefined> {
+  if (config.cvmfs === false) return undefined;
+  const root = config.cvmfs ?? DEFAULT_CVMFS;
+  if (!(await CvmfsSource.available(root))) {
+    if (config.cvmfs !== undefined) throw new InvalidOptionError('--cvmfs', `${root} is not a directory`);
+    return undefined;
+  }
+  config.log(`CVMFS: serving layers and images published under ${root} from there`);
+  const cvmfsLayers = new CvmfsLayers({
+    source: new CvmfsSource(root),
+    openRegistry: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
+    log: config.log,
+  });
+  return new CvmfsCatalog(cvmfsLayers, config.log);
+}
+
 /**
  * The figures of DESIGN.md §1.4 from the layer service: bytes_fetched and requests are the registry
  * client's (every byte and request on the wire), bytes_cache what the chunk stores and the whole-layer
- * tars on disk served, bytes_cvmfs 0 until CVMFS layers land.
+ * tars on disk served, bytes_cvmfs the file bytes read from CVMFS. Each layer says where its bytes came
+ * from: "cvmfs", "cvmfs+registry" (some files fell back to the registry) or "registry".
  */
-export function figuresOf(layers: Pick<LayerService, 'stats'>): Figures {
+export function figuresOf(layers: Pick<LayerService, 'stats'>, cvmfs?: Pick<CvmfsLayers, 'stats' | 'source'>): Figures {
   const stats = layers.stats();
   const fullBytesRead = stats.fullLayers.reduce((sum, l) => sum + l.bytesRead, 0);
   const fullBytesFetched = stats.fullLayers.reduce((sum, l) => sum + l.bytesFetched, 0);
@@ -121,11 +152,14 @@ export function figuresOf(layers: Pick<LayerService, 'stats'>): Figures {
     l.digest,
     { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, bytesCache: l.bytesRead, blobBytes: l.blobBytes },
   ]);
+  const registryLayers = [...lazy, ...full].map(([digest, figures]) => [digest, { ...(figures as object), source: 'registry' }] as const);
+  const cvmfsLayers = (cvmfs?.stats() ?? []).map(({ digest, ...figures }) => [digest, figures] as const);
   return {
     bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched + fullBytesFetched,
-    bytesCvmfs: 0,
+    bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
     bytesCache: stats.fetch.bytesFromMemory + stats.fetch.bytesFromDisk + fullBytesRead,
     requests: stats.registry?.requests ?? stats.fetch.requests,
-    layers: Object.fromEntries([...lazy, ...full]),
+    // A CVMFS layer's registry copy (opened for a file CVMFS failed) is part of it: the CVMFS entry wins.
+    layers: Object.fromEntries([...registryLayers, ...cvmfsLayers]),
   };
 }

@@ -9,8 +9,13 @@ import { makeTempDir, removeDir } from './tmp.js';
 
 const run = promisify(execFile);
 
+export interface MountDaemonOptions {
+  /** A CVMFS repository of unpacked images (DUCC layout). Default: none, whatever the machine has. */
+  readonly cvmfs?: string;
+}
+
 /** Mounts a daemon on a fresh temp dir named after `name`; `logs` collects every line it logs. */
-export async function mountDaemon(t: Test, name: string): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
+export async function mountDaemon(t: Test, name: string, opts: MountDaemonOptions = {}): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
   const mnt = makeTempDir(`${name}-mnt`);
   const cacheDir = makeTempDir(`${name}-cache`);
   const logs: string[] = [];
@@ -21,6 +26,6 @@ export async function mountDaemon(t: Test, name: string): Promise<{ mnt: string;
     if (!(await isMounted(mnt))) removeDir(mnt);
     removeDir(cacheDir);
   });
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, log: (l) => logs.push(l) });
+  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, cvmfs: opts.cvmfs ?? false, log: (l) => logs.push(l) });
   return { mnt, daemon, logs };
 }

@@ -60,6 +60,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     }
   };
   try {
+    const cvmfsRoot = await cvmfsRootOf(config);
     const credentials = await loadDockerConfig();
     const client = new RegistryClient({
       credentials,
@@ -76,7 +77,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     });
     disposers.push(() => layers.close());
 
-    const cvmfs = await openCvmfs(config, layers);
+    const cvmfs = cvmfsRoot === undefined ? undefined : openCvmfs(cvmfsRoot, config, layers);
     const fs: Filesystem = createImageFilesystem({
       client,
       openLayer: (repo, descriptor, signal) =>
@@ -108,14 +109,16 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   }
 }
 
-/** The CVMFS catalog when a repository is configured (or the default one exists); logged either way. */
-async function openCvmfs(config: DaemonConfig, layers: LayerService): Promise<CvmfsCatalog | undefined> {
+/** The CVMFS repository to use: `--cvmfs DIR` (which must be a directory), else the default when present. */
+async function cvmfsRootOf(config: DaemonConfig): Promise<string | undefined> {
   if (config.cvmfs === false) return undefined;
   const root = config.cvmfs ?? DEFAULT_CVMFS;
-  if (!(await CvmfsSource.available(root))) {
-    if (config.cvmfs !== undefined) throw new InvalidOptionError('--cvmfs', `${root} is not a directory`);
-    return undefined;
-  }
+  if (await CvmfsSource.available(root)) return root;
+  if (config.cvmfs !== undefined) throw new InvalidOptionError('--cvmfs', `${root} is not a directory`);
+  return undefined;
+}
+
+function openCvmfs(root: string, config: DaemonConfig, layers: LayerService): CvmfsCatalog {
   config.log(`CVMFS: serving layers and images published under ${root} from there`);
   const cvmfsLayers = new CvmfsLayers({
     source: new CvmfsSource(root),

@@ -16,7 +16,7 @@ export interface MountFigures {
   readonly bytes_cvmfs: number;
   readonly bytes_cache: number;
   readonly requests: number;
-  /** Keyed by layer digest: format, tocSource, fetchedRatio, bytesFetched, bytesCache, blobBytes... */
+  /** Keyed by layer digest: format, tocSource, source (cvmfs | cvmfs+registry | registry), fetchedRatio, bytes... */
   readonly layers: Record<string, Record<string, unknown>>;
 }
 
@@ -97,15 +97,17 @@ export function formatFigures(path: string, f: MountFigures): string {
     digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1'),
     cell(l['format']),
     cell(l['tocSource']),
+    cell(l['source']),
     typeof l['fetchedRatio'] === 'number' ? `${(l['fetchedRatio'] * 100).toFixed(1)}%` : '-',
     cell(l['bytesFetched']),
     cell(l['bytesCache']),
     cell(l['blobBytes']),
+    cell(l['bytesCvmfs']),
   ]);
   if (rows.length > 0) {
-    const head = ['LAYER', 'FORMAT', 'TOC', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES'];
+    const head = ['LAYER', 'FORMAT', 'TOC', 'SOURCE', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES', 'BYTES_CVMFS'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const fmt = (r: string[]): string => r.map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    const fmt = (r: string[]): string => r.map((c, i) => (i <= 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
     lines.push('', fmt(head), ...rows.map(fmt));
   }
   return `${lines.join('\n')}\n`;

@@ -7,7 +7,7 @@
 //   .metadata/HOST/REPO:TAG/manifest.json    the manifest, written once every layer is in
 //   .flat/CFG[0:2]/CFG/  and  HOST/REPO:TAG -> .flat/...   a whole rootfs with .singularity.d
 import { execFile } from 'node:child_process';
-import { mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
@@ -20,8 +20,26 @@ const run = promisify(execFile);
 /** How one layer appears on CVMFS: unpacked as tar writes it, in overlayfs's whiteout form, or not at all. */
 export type DuccLayerStyle = 'tar' | 'overlay' | 'absent';
 
+/** What DUCC needs of an image: its manifest bytes, config digest, and each layer's blob on disk. */
+export interface DuccImage {
+  readonly manifest: Pick<BuiltImage['manifest'], 'bytes'>;
+  readonly config: Pick<BuiltImage['config'], 'digest'>;
+  readonly layers: readonly Pick<BuiltImage['layers'][number], 'digest' | 'path'>[];
+}
+
+/** An OCI image layout's tag as a DuccImage (blobs under `blobs/sha256/`). */
+export async function duccImageOfLayout(layout: string, tag: string): Promise<DuccImage> {
+  const blob = (digest: string): string => join(layout, 'blobs', 'sha256', hexOf(digest));
+  const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+  const desc = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+  if (!desc) throw new Error(`${layout} has no tag ${tag}`);
+  const bytes = await readFile(blob(desc.digest));
+  const manifest = JSON.parse(bytes.toString()) as { config: { digest: string }; layers: { digest: string }[] };
+  return { manifest: { bytes }, config: { digest: manifest.config.digest }, layers: manifest.layers.map((l) => ({ digest: l.digest, path: blob(l.digest) })) };
+}
+
 export interface DuccRepoSpec {
-  readonly image: BuiltImage;
+  readonly image: DuccImage;
   /** Registry host as DUCC writes it (e.g. `registry.hub.docker.com`, or `127.0.0.1:PORT`). */
   readonly host: string;
   readonly repository: string;

@@ -155,14 +155,15 @@ export function figuresOf(layers: Pick<LayerService, 'stats'>, cvmfs?: Pick<Cvmf
     l.digest,
     { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, bytesCache: l.bytesRead, blobBytes: l.blobBytes },
   ]);
-  const registryLayers = [...lazy, ...full].map(([digest, figures]) => [digest, { ...(figures as object), source: 'registry' }] as const);
-  const cvmfsLayers = (cvmfs?.stats() ?? []).map(({ digest, ...figures }) => [digest, figures] as const);
+  const registryLayers = [...lazy, ...full].map(([digest, figures]) => [digest as string, { ...(figures as object), source: 'registry' }] as const);
+  const byDigest = new Map<string, object>(registryLayers);
+  // A CVMFS layer's registry copy (opened for files CVMFS could not serve, or for its TOC) is part of it.
+  const cvmfsLayers = (cvmfs?.stats() ?? []).map(({ digest, ...figures }) => [digest, { ...byDigest.get(digest), ...figures }] as const);
   return {
     bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched + fullBytesFetched,
     bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
     bytesCache: stats.fetch.bytesFromMemory + stats.fetch.bytesFromDisk + fullBytesRead,
     requests: stats.registry?.requests ?? stats.fetch.requests,
-    // A CVMFS layer's registry copy (opened for a file CVMFS failed) is part of it: the CVMFS entry wins.
     layers: Object.fromEntries([...registryLayers, ...cvmfsLayers]),
   };
 }

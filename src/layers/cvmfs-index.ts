@@ -109,7 +109,9 @@ export class CvmfsDirIndex {
     const entry = this.#entries.get(path);
     if (entry?.type !== 'dir') throw new TocfsError('NOT_FOUND', `CVMFS ${this.dir}: ${JSON.stringify(path)} is not a listed directory`);
     const abs = path === '' ? this.dir : join(this.dir, path);
-    const names = await readdir(abs);
+    const names = await readdir(abs).catch((err: unknown) => {
+      throw new TocfsError('SOURCE_UNAVAILABLE', `CVMFS ${abs}: listing failed: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
+    });
     const max = this.#opts.maxEntriesPerDir ?? 1_000_000;
     if (names.length > max) throw new TocfsError('FORMAT', `CVMFS ${abs}: ${names.length} entries, more than ${max}`);
     const found: (readonly [string, TocEntry] | undefined)[] = new Array(names.length);

@@ -100,7 +100,13 @@ export class CvmfsLayers {
         this.#opts.log(`layer ${digest}: ${layerfs} has no DUCC record and the layer no TOC: serving the directory as found`);
       }
     }
-    const index = await CvmfsDirIndex.open(layerfs, { whiteouts: true, format: 'cvmfs' });
+    let index: CvmfsDirIndex;
+    try {
+      index = await CvmfsDirIndex.open(layerfs, { whiteouts: true, format: 'cvmfs' });
+    } catch (err) {
+      this.#opts.log(`layer ${digest}: ${layerfs} unusable (${(err as Error).message}): the layer comes from the registry`);
+      return this.#opts.openRegistry(repo, descriptor, signal);
+    }
     const layer = new CvmfsLayer({ digest, index, source: this.source, fallback: registry, log: this.#opts.log });
     this.#served.set(digest, layer);
     return layer;

@@ -97,17 +97,18 @@ export function formatFigures(path: string, f: MountFigures): string {
     digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1'),
     cell(l['format']),
     cell(l['tocSource']),
-    cell(l['source']),
     typeof l['fetchedRatio'] === 'number' ? `${(l['fetchedRatio'] * 100).toFixed(1)}%` : '-',
     cell(l['bytesFetched']),
     cell(l['bytesCache']),
     cell(l['blobBytes']),
     cell(l['bytesCvmfs']),
+    cell(l['source']),
   ]);
   if (rows.length > 0) {
-    const head = ['LAYER', 'FORMAT', 'TOC', 'SOURCE', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES', 'BYTES_CVMFS'];
+    const head = ['LAYER', 'FORMAT', 'TOC', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES', 'BYTES_CVMFS', 'SOURCE'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const fmt = (r: string[]): string => r.map((c, i) => (i <= 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    const left = (i: number): boolean => i <= 2 || i === head.length - 1;
+    const fmt = (r: string[]): string => r.map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
     lines.push('', fmt(head), ...rows.map(fmt));
   }
   return `${lines.join('\n')}\n`;

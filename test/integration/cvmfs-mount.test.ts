@@ -6,6 +6,7 @@ import { rm, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
+import { runTocfs } from '../support/cli.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildDuccRepo, layerfsOf, readOnlyBind, withExplicitParents } from '../support/ducc-layout.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
@@ -142,6 +143,11 @@ t.test('one of three layers not on CVMFS: only that layer\'s blob comes from the
     'per-layer sources',
   );
   t.ok(f.bytesCvmfs > 0 && f.bytesFetched >= image.layers[1]!.size, `bytes_cvmfs ${f.bytesCvmfs}, bytes_fetched ${f.bytesFetched}`);
+  const stats = await runTocfs(['stats', root]);
+  t.equal(stats.code, 0, 'tocfs stats reads the figures');
+  t.match(stats.text, new RegExp(`bytes_cvmfs\\s+${f.bytesCvmfs} B`));
+  t.match(stats.text, new RegExp(`${image.layers[0]!.digest.slice(0, 19)}\\s+cvmfs\\s.*\\scvmfs$`, 'm'), 'a CVMFS layer\'s row says so');
+  t.match(stats.text, new RegExp(`${image.layers[1]!.digest.slice(0, 19)}\\s+tar\\s.*\\sregistry$`, 'm'), 'the registry layer\'s row says so');
 });
 
 t.test('a file deleted or truncated in a published layerfs is read from the registry, correct bytes', async (t) => {

@@ -11,7 +11,9 @@ import { UsageError } from './usage.js';
 const mountOptionSpec = {
   ...registryOptionSpec,
   ...cacheOptionSpec,
+  // allow_other is the default; the flag stays for DESIGN.md §1.1 and scripts that pass it.
   'allow-other': { type: 'boolean' },
+  'no-allow-other': { type: 'boolean' },
   'allow-suid': { type: 'boolean' },
   cvmfs: { type: 'string' },
   'no-cvmfs': { type: 'boolean' },
@@ -43,6 +45,7 @@ export async function runMount(argv: string[], _out: NodeJS.WritableStream): Pro
     'cache-dir'?: string;
     'cache-size'?: string;
     'allow-other'?: boolean;
+    'no-allow-other'?: boolean;
     'allow-suid'?: boolean;
     cvmfs?: string;
     'no-cvmfs'?: boolean;
@@ -63,7 +66,7 @@ export async function runMount(argv: string[], _out: NodeJS.WritableStream): Pro
     cacheSize: cache.cacheSize,
     ...(values.platform ? { platform: parsePlatform(values.platform) } : {}),
     insecureRegistries: values['insecure-registry'] ?? [],
-    allowOther: !!values['allow-other'],
+    allowOther: !values['no-allow-other'],
     allowSuid: !!values['allow-suid'],
     debug: !!values.debug,
     ...(values['no-cvmfs'] ? { cvmfs: false as const } : values.cvmfs !== undefined ? { cvmfs: values.cvmfs } : {}),

@@ -88,7 +88,7 @@ export function formatFigures(path: string, f: MountFigures): string {
   const lines = [
     `figures of ${path}`,
     `  bytes_fetched  ${bytes(f.bytes_fetched)}   (from the registry)`,
-    `  bytes_cache    ${bytes(f.bytes_cache)}   (verified chunks taken from the memory/disk caches, counted whole)`,
+    `  bytes_cache    ${bytes(f.bytes_cache)}   (read from verified chunks in the memory/disk caches)`,
     `  bytes_cvmfs    ${bytes(f.bytes_cvmfs)}   (read from CVMFS)`,
     `  requests       ${f.requests}`,
     `  layers         ${Object.keys(f.layers).length}`,

@@ -22,6 +22,7 @@ export interface DaemonConfig {
   readonly memoryCacheBytes?: number;
   readonly platform?: Platform;
   readonly insecureRegistries?: readonly string[];
+  /** allow_other + default_permissions (default true; see MountOptions). */
   readonly allowOther?: boolean;
   readonly allowSuid?: boolean;
   /** Unmount on SIGINT/SIGTERM. Default true. */
@@ -86,11 +87,12 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
       ...(config.platform ? { platform: config.platform } : {}),
       log: config.log,
       figures: () => figuresOf(layers, cvmfs?.layers),
+      cacheSpace: () => ({ totalBytes: config.cacheSize, usedBytes: layers.stats().disk.bytes }),
     });
     disposers.push(() => fs.close());
 
     const mount = await mountFilesystem(fs, config.mountpoint, {
-      allowOther: !!config.allowOther,
+      allowOther: config.allowOther ?? true,
       allowSuid: !!config.allowSuid,
       handleSignals: config.handleSignals ?? true,
       debug: !!config.debug,

@@ -10,7 +10,7 @@
  */
 import Fuse from 'fuse-native';
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidOptionError, TocfsError } from '../errors.js';
@@ -25,7 +25,10 @@ export const CACHE_TIMEOUT_S = 86400;
 export const MAX_READ = 128 * 1024;
 
 export interface MountOptions {
-  /** Let other users (and user-namespace runtimes) in; adds default_permissions so modes are enforced. */
+  /**
+   * Let other users (and user-namespace runtimes) in, with default_permissions so the kernel enforces each
+   * file's mode and a private file of the image stays private. Default true: worker nodes run jobs as users.
+   */
   readonly allowOther?: boolean;
   /** Honour setuid/setgid bits (mounted nosuid otherwise). */
   readonly allowSuid?: boolean;
@@ -99,8 +102,8 @@ export function fuseOptions(opts: MountOptions): { native: Fuse.FuseOptions; ext
     maxRead: MAX_READ,
     fsname: 'tocfs',
     subtype: 'tocfs',
-    allowOther: !!opts.allowOther,
-    defaultPermissions: !!opts.allowOther,
+    allowOther: opts.allowOther ?? true,
+    defaultPermissions: opts.allowOther ?? true,
     debug: !!opts.debug,
     // A systemd unit or a fresh container mounts at a path nobody made yet.
     mkdir: true,
@@ -183,25 +186,22 @@ function decodeMountField(field: string): string {
  * mount is not ours to take over.
  */
 export async function cleanStaleMount(mnt: string, log: (line: string) => void): Promise<void> {
-  let error: NodeJS.ErrnoException | undefined;
-  try {
-    await stat(mnt);
-  } catch (err) {
-    error = err as NodeJS.ErrnoException;
-  }
-  if (error?.code === 'ENOTCONN' || (error === undefined && (await isMounted(mnt)) && (await isDead(mnt)))) {
+  if (!(await isMounted(mnt))) return;
+  if (await isDead(mnt)) {
     log(`${mnt}: cleaning a stale mount`);
     await detach(mnt);
     return;
   }
-  if (error === undefined && (await isMounted(mnt))) {
-    throw new InvalidOptionError('MNT', `${mnt} is already mounted (tocfs unmount ${mnt} first)`);
-  }
+  throw new InvalidOptionError('MNT', `${mnt} is already mounted (tocfs unmount ${mnt} first)`);
 }
 
+/**
+ * Whether the FUSE server behind `mnt` is gone. statfs always reaches the server; stat does not, since the
+ * kernel answers it from attributes it may cache for a day (CACHE_TIMEOUT_S), long after the server died.
+ */
 async function isDead(mnt: string): Promise<boolean> {
   try {
-    await stat(`${mnt}/.`);
+    await statfs(mnt);
     return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ENOTCONN';

@@ -238,13 +238,16 @@ export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): Fus
       }),
 
     statfs: (_path, cb) => {
+      const space = fs.space?.() ?? { totalBytes: 0, usedBytes: 0, files: 0 };
+      const blocks = Math.ceil(space.totalBytes / BLOCK_SIZE);
+      const free = Math.max(0, blocks - Math.ceil(space.usedBytes / BLOCK_SIZE));
       const st: FuseStatfs = {
         bsize: BLOCK_SIZE,
         frsize: BLOCK_SIZE,
-        blocks: 0,
-        bfree: 0,
-        bavail: 0,
-        files: 0,
+        blocks,
+        bfree: free,
+        bavail: free,
+        files: space.files,
         ffree: 0,
         favail: 0,
         fsid: 0,

@@ -24,6 +24,13 @@ export interface FsNode {
   readonly devMinor?: number;
 }
 
+/** What statfs (`df`) shows: as CVMFS does, the disk cache's budget and use; and the inode numbers handed out. */
+export interface FsSpace {
+  readonly totalBytes: number;
+  readonly usedBytes: number;
+  readonly files: number;
+}
+
 export interface ReadOptions {
   readonly signal?: AbortSignal;
 }
@@ -37,5 +44,7 @@ export interface Filesystem {
   read(path: string, offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array>;
   /** Extended attributes of a node (names -> raw values), including the `user.tocfs.*` figures. */
   xattrs(path: string, opts?: ReadOptions): Promise<ReadonlyMap<string, Uint8Array>>;
+  /** For statfs; without it statfs shows zeros. */
+  space?(): FsSpace;
   close(): Promise<void>;
 }

@@ -44,10 +44,12 @@ export async function listPath(layer: LayerTree, path: string, signal?: AbortSig
 /** One inode counter per filesystem, so numbers are unique across every image and view of a mount. */
 export interface InodeCounter {
   next(): number;
+  /** How many numbers `next` has handed out. */
+  issued(): number;
 }
 
 /** Inode 1 is the mount root (FUSE_ROOT_ID); numbers handed out start at 2 unless told otherwise. */
 export function createInodeCounter(first = 2): InodeCounter {
   let n = first;
-  return { next: () => n++ };
+  return { next: () => n++, issued: () => n - first };
 }

@@ -13,7 +13,7 @@ import type { TocEntry } from '../formats/toc.js';
 import { abortable } from '../layers/deferred.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
-import type { Filesystem, FsNode, ReadOptions } from './filesystem.js';
+import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
 import { createInodeCounter, listPath, type LayerTree } from './layer-tree.js';
 
@@ -29,8 +29,8 @@ export interface Figures {
   /** Bytes read from CVMFS unpacked copies (layer `layerfs` and `.flat` trees). */
   readonly bytesCvmfs: number;
   /**
-   * Bytes taken from tocfs's own caches: whole verified chunks from the memory and disk chunk stores (a
-   * 128 KiB read of a 4 MiB cached chunk counts 4 MiB), and bytes read from whole layers on disk.
+   * Bytes that reads took from tocfs's own caches: from verified chunks in the memory and disk chunk
+   * stores (a 128 KiB read of a cached 4 MiB chunk counts 128 KiB), and from whole layers on disk.
    */
   readonly bytesCache: number;
   /** HTTP requests sent to registries. */
@@ -42,6 +42,8 @@ export interface NamespaceDeps extends Omit<ImageDeps, 'inodes'> {
   /** One line per event worth a log (a failed resolution, once per failure period). Default: debuglog('tocfs'). */
   readonly log?: (line: string) => void;
   readonly figures?: () => Figures;
+  /** The disk cache's budget and use, for statfs. */
+  readonly cacheSpace?: () => { readonly totalBytes: number; readonly usedBytes: number };
   /** A layer by digest alone, for `/layers` paths no resolved image has opened. Without it, NOT_FOUND. */
   readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<LayerTree>;
   /** How long a failed resolution is answered from memory. Default 10 s. */
@@ -132,6 +134,11 @@ class ImageFilesystem implements Filesystem {
     throw new TocfsError('FORMAT', `${path} is a directory`);
   }
 
+  space(): FsSpace {
+    const cache = this.#deps.cacheSpace?.() ?? { totalBytes: 0, usedBytes: 0 };
+    return { totalBytes: cache.totalBytes, usedBytes: cache.usedBytes, files: this.#inodes.issued() + 1 };
+  }
+
   async xattrs(path: string, opts: ReadOptions = {}): Promise<ReadonlyMap<string, Uint8Array>> {
     const target = await this.#target(path, opts.signal);
     switch (target.kind) {
@@ -169,8 +176,11 @@ class ImageFilesystem implements Filesystem {
       parsed = parseImagePath(rest);
     } catch (err) {
       if (!(err instanceof InvalidReferenceError)) throw err;
-      // Not worth a log line: shells and Python probe names like these all the time.
-      throw new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
+      const error = new TocfsError('NOT_FOUND', `${path}: ${err.message}`, { cause: err });
+      // A name that can never be (part of) a reference, e.g. `Library` for `library`: most likely the
+      // user's typo, worth a line saying why, since the kernel stops at that component and the user only
+      // sees ENOENT. Through the failure memory it is logged once per failure period, not on every probe.
+      return this.#once<Target>(`${top}/${rest.join('/')}`, signal, () => Promise.reject(error));
     }
     if (parsed === undefined) return { kind: 'prefix', top, path: parts.join('/') };
     const key = rest.slice(0, parsed.consumed).join('/');

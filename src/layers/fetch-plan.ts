@@ -9,6 +9,11 @@ import type { TocChunk, TocEntry } from '../formats/toc.js';
 export interface ChunkRef {
   readonly entry: TocEntry;
   readonly index: number;
+  /**
+   * Bytes of the chunk the caller will use, for the figures only: a cache hit counts what a read took
+   * from it, not the whole chunk. Default: the whole chunk.
+   */
+  readonly used?: number;
 }
 
 /**

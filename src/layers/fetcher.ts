@@ -42,7 +42,7 @@ export interface FetchFigures {
   /** Range requests sent to sources, and their compressed bytes. */
   requests: number;
   bytesFetched: number;
-  /** Uncompressed bytes served from the memory LRU and from the disk store. */
+  /** Uncompressed bytes that callers took from the memory LRU and from the disk store (`ChunkRef.used`). */
   bytesFromMemory: number;
   bytesFromDisk: number;
 }
@@ -87,6 +87,8 @@ export interface GetChunksOptions {
 interface Pending {
   readonly unit: Unit;
   readonly d: Deferred<Uint8Array>;
+  /** Bytes of the unit the caller uses (the figures count these when a cache serves it). */
+  readonly used: number;
   error?: unknown;
 }
 
@@ -136,7 +138,12 @@ export class ChunkFetcher {
     if (signal?.aborted) throw new TocfsError('ABORTED', 'chunk read aborted', { cause: signal.reason });
     const plans = refs.map((ref) => planRef(layer.digest, ref, this.#maxWholeFile));
     const units = new Map<string, Unit>();
-    for (const p of plans) if ('unit' in p && !units.has(p.unit.key)) units.set(p.unit.key, p.unit);
+    const used = new Map<string, number>();
+    plans.forEach((p, i) => {
+      if (!('unit' in p)) return;
+      if (!units.has(p.unit.key)) units.set(p.unit.key, p.unit);
+      used.set(p.unit.key, (used.get(p.unit.key) ?? 0) + Math.min(refs[i]!.used ?? p.size, p.size));
+    });
     const list = [...units.values()];
     const hits = await Promise.all(list.map((u) => this.#memory.get(u.key)));
 
@@ -146,7 +153,7 @@ export class ChunkFetcher {
     list.forEach((unit, i) => {
       const hit = hits[i];
       if (hit !== undefined && hit.byteLength === unit.size) {
-        this.#count(layer, 'bytesFromMemory', unit.size);
+        this.#count(layer, 'bytesFromMemory', used.get(unit.key)!);
         waits.set(unit.key, Promise.resolve(hit));
         return;
       }
@@ -158,7 +165,7 @@ export class ChunkFetcher {
       }
       const d = deferred<Uint8Array>();
       this.#units.set(unit.key, d.promise);
-      mine.push({ unit, d });
+      mine.push({ unit, d, used: used.get(unit.key)! });
       waits.set(unit.key, d.promise);
     });
     if (mine.length > 0) this.#track(this.#fill(layer, mine, opts));
@@ -231,9 +238,9 @@ export class ChunkFetcher {
         continue;
       }
       if (store === this.#memory) {
-        this.#count(layer, 'bytesFromMemory', bytes.byteLength);
+        this.#count(layer, 'bytesFromMemory', p.used);
       } else {
-        this.#count(layer, 'bytesFromDisk', bytes.byteLength);
+        this.#count(layer, 'bytesFromDisk', p.used);
         await this.#put(this.#memory, p.unit, bytes);
       }
       this.#settle(p, bytes);

@@ -102,7 +102,8 @@ export class VerifiedLayer implements ChunkLayer {
     const { chunks } = entry;
     const refs: ChunkRef[] = [];
     for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
-      refs.push({ entry, index: i });
+      const c = chunks[i]!;
+      refs.push({ entry, index: i, used: Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
     const parts = await this.#fetcher.getChunks(this, refs, signal);
     const out = new Uint8Array(end - offset);

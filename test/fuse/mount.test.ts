@@ -3,7 +3,7 @@
 import t, { type Test } from 'tap';
 import Fuse from 'fuse-native';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, readlink, rm, stat, writeFile, open } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, readlink, rm, stat, statfs, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -65,7 +65,40 @@ t.test('writes are refused with EROFS; mounted ro,nodev,nosuid', async (t) => {
   t.equal(fsname, 'tocfs');
   t.equal(type, 'fuse.tocfs');
   const opts = options!.split(',');
-  for (const o of ['ro', 'nodev', 'nosuid']) t.ok(opts.includes(o), o);
+  for (const o of ['ro', 'nodev', 'nosuid', 'allow_other', 'default_permissions']) t.ok(opts.includes(o), o);
+});
+
+/** `cat PATH` as the unprivileged user nobody (a job on a worker node); never rejects. */
+async function catAsNobody(path: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'cat', path]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+t.test('other users read the tree by default, and the kernel enforces each file\'s mode', async (t) => {
+  const { dir } = await mounted(t);
+  t.same(await catAsNobody(join(dir, 'etc/hello')), { code: 0, stdout: 'hello, world\n', stderr: '' }, 'a 0644 file is readable');
+  const secret = await catAsNobody(join(dir, 'etc/private'));
+  t.not(secret.code, 0, 'a 0600 root file is not');
+  t.match(secret.stderr, /Permission denied/);
+  t.equal(await readFile(join(dir, 'etc/private'), 'utf8'), 'hello, world\n', 'root still reads it');
+});
+
+t.test('allowOther: false keeps the tree to root', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tocfs-mount-'));
+  const mount = await mountFilesystem(fakeFilesystem(), dir, { log: () => {}, allowOther: false });
+  t.teardown(async () => {
+    await mount.unmount();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const options = (await readFile('/proc/self/mounts', 'utf8')).split('\n').find((l) => l.split(' ')[1] === dir)!.split(' ')[3]!;
+  t.notOk(options.split(',').includes('allow_other'), 'no allow_other');
+  const r = await catAsNobody(join(dir, 'etc/hello'));
+  t.match(r.stderr, /Permission denied/, 'another user is refused even a 0644 file');
 });
 
 t.test('fuse-native\'s per-op timeout is disabled; a 2 s read succeeds', async (t) => {
@@ -100,7 +133,8 @@ t.test('a stale mount left by a killed daemon is cleaned before mounting again',
   t.equal((await stat(join(dir, 'etc/hello'))).size, 13, 'the child serves the mount');
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
-  await t.rejects(stat(dir), { code: 'ENOTCONN' }, 'the mount is stale');
+  // statfs, not stat: the kernel answers stat from attributes it caches for a day, dead server or not.
+  await t.rejects(statfs(dir), { code: 'ENOTCONN' }, 'the mount is stale');
 
   const mount = await mountFilesystem(fakeFilesystem(), dir, { log: () => {} });
   t.teardown(() => mount.unmount());

@@ -159,4 +159,10 @@ t.test('statfs reports a read-only filesystem', async (t) => {
   t.equal(st.flag & 1, 1, 'ST_RDONLY');
   t.equal(st.bsize, 4096);
   t.equal(st.namemax, 255);
+  t.match(st, { blocks: 0, bfree: 0, files: 0 }, 'zeros from a filesystem that does not say');
+
+  const fs = fakeFilesystem();
+  const withSpace = createFuseOps(Object.assign(fs, { space: () => ({ totalBytes: 10 * 4096 + 1, usedBytes: 3 * 4096, files: 77 }) }), { log: () => {} });
+  const [, sized] = await call(t, (cb) => withSpace.statfs('/', cb));
+  t.match(sized, { blocks: 11, bfree: 8, bavail: 8, files: 77 }, 'the cache budget as the size, its use as used');
 });

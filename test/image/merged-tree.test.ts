@@ -263,10 +263,11 @@ t.test('negative lookups and non-dir traversal', async (t) => {
   for (let i = 0; i < 2000; i++) specs.push({ name: `lib/python3/m${i}.py`, type: 'reg' });
   const m = tree(specs, [{ name: 'lib/python3/m0.py', type: 'reg' }]);
   t.equal(m.readdir('lib/python3')!.length, 2000);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < 100_000; i++) m.lookup(`lib/python3/missing${i}.so`);
-  const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  t.ok(ms < 1000, `100k negative lookups in ${ms.toFixed(1)} ms`);
+  // Their cost is measured by bench/negative-lookups.ts, not asserted here (no timings in tests).
+  let found = 0;
+  for (let i = 0; i < 100_000; i++) if (m.lookup(`lib/python3/missing${i}.so`) !== undefined) found++;
+  t.equal(found, 0, '100k distinct missing names are all missing');
+  t.equal(m.readdir('lib/python3')!.length, 2000, 'and failed lookups add nothing to the directory');
   t.equal(m.lookup('lib/python3/m1.py/x'), undefined);
   t.equal(m.lookup('nope/x'), undefined);
   t.equal(m.readdir('lib/python3/m1.py'), undefined);

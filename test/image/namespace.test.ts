@@ -75,6 +75,8 @@ t.test('root, intermediate dirs and an image tree', async (t) => {
   t.match(await fs.lookup('/images/127.0.0.1:5000/library'), { type: 'dir' });
   t.same(h.resolves, [], 'no resolution for prefixes');
   await t.rejects(fs.lookup('/images/127.0.0.1:5000/UPPER'), { code: 'NOT_FOUND' }, 'a component that can never be a reference');
+  await t.rejects(fs.lookup('/images/127.0.0.1:5000/UPPER'), { code: 'NOT_FOUND' }, 'asked again');
+  t.match(h.logs.splice(0), [/^images\/127\.0\.0\.1:5000\/UPPER: failed \(NOT_FOUND\): .*lower-case/], 'logged once, with the reason');
   await t.rejects(fs.lookup('/nope'), { code: 'NOT_FOUND' });
 
   t.match(await fs.lookup(IMG), { type: 'dir' });

@@ -156,6 +156,10 @@ t.test('refetches nothing after a verified fill: memory, then disk after a resta
   t.equal(fetcher.stats().bytesFromDisk, 5000);
   await fetcher.getChunks(r.layer, r.refs('f'));
   t.equal(fetcher.stats().bytesFromMemory, 5000, 'disk hits were copied to memory');
+
+  // A reader that uses part of each chunk is counted for that part only.
+  await fetcher.getChunks(r.layer, r.refs('f').map((ref) => ({ ...ref, used: 10 })));
+  t.equal(fetcher.stats().bytesFromMemory, 5000 + 3 * 10, 'partial reads count the bytes they use');
 });
 
 t.test('a failed verification fills no cache; retried once uncached, then BAD_DATA naming layer, file and chunk', async (t) => {

@@ -171,3 +171,17 @@ t.test('the merged tree over CVMFS layers lists only the directories on the path
   t.same(tree.readdir('tarwh'), [], 'a char 0/0 whiteout in the upper layer deletes the lower directory');
   t.equal(Buffer.from(await tree.read('usr/bin/tool', 0, 100)).toString(), 'new tool');
 });
+
+t.test('a TOC layer\'s hardlink to a file of a CVMFS layer below resolves (its target is listed first)', async (t) => {
+  const lower = tempDir(t, 'cvmfs-merge-link');
+  await makeLayerfs(lower);
+  const cvmfsLayer = new CvmfsLayer({ digest: DIGEST, index: await CvmfsDirIndex.open(lower, { whiteouts: true, format: 'cvmfs' }), source: new CvmfsSource('/'), log: () => {} });
+  const { fakeLayer } = await import('../image/fake-layers.js');
+  const upper = fakeLayer([{ name: 'etc/', type: 'dir' }, { name: 'etc/tool-again', type: 'hardlink', linkName: 'usr/bin/tool' }]);
+  const tree = new MergedTree([cvmfsLayer, upper]);
+  await tree.load('etc/tool-again');
+  const link = tree.lookup('etc/tool-again');
+  t.equal(link?.ino, tree.lookup('usr/bin/tool')?.ino, 'one inode');
+  t.equal(link?.nlink, 3, 'its two names below and the link');
+  t.equal(Buffer.from(await tree.read('etc/tool-again', 0, 100)).toString(), 'tool bytes');
+});

@@ -15,11 +15,13 @@ commands:
   convert SRC DST [--format estargz] [--prioritize PATH]... [--prioritize-from FILE]... [--chunk-size N]
                              rewrite an image's layers as eStargz and push it as DST; prioritised files
                              (FILE: one path per line, e.g. from stats --accessed) come first
-  mount MNT [--no-allow-other] [--allow-suid] [--no-cvmfs] [--debug]
+  mount MNT [--no-allow-other] [--allow-suid] [--cvmfs DIR | --no-cvmfs] [--debug]
                              serve MNT/images/HOST/REPO:TAG/... in the foreground (logs to stderr);
                              SIGINT/SIGTERM unmount and exit 0; a stale mount at MNT is cleaned first.
                              Other users may read the tree (allow_other) as its file modes permit
-                             (default_permissions); --no-allow-other keeps it to root
+                             (default_permissions); --no-allow-other keeps it to root. Layers and
+                             images DUCC unpacked under DIR (default /cvmfs/unpacked.cern.ch when
+                             present) are served from there, the registry only for the rest
   unmount MNT                unmount (lazily when busy)
   stats MNT [--json]         the mount's figures (bytes from the registry / caches, requests, per layer
                              format, TOC source and fetched %), read from its user.tocfs.* xattrs

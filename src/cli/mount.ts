@@ -53,7 +53,8 @@ export async function runMount(argv: string[], _out: NodeJS.WritableStream): Pro
     debug?: boolean;
   };
   const mountpoint = onlyMountpoint(parsed.positionals);
-  if (values.cvmfs !== undefined) throw new UsageError('--cvmfs is not supported yet (CVMFS layers come in a later release)');
+  if (values.cvmfs !== undefined && values['no-cvmfs']) throw new UsageError('--cvmfs and --no-cvmfs exclude each other');
+  if (values.cvmfs === '') throw new UsageError('--cvmfs needs a directory');
   if (values.config !== undefined) throw new UsageError('--config is not supported yet');
   const cache = cacheSettings(values);
   const log = (line: string): void => {
@@ -68,6 +69,7 @@ export async function runMount(argv: string[], _out: NodeJS.WritableStream): Pro
     allowOther: !values['no-allow-other'],
     allowSuid: !!values['allow-suid'],
     debug: !!values.debug,
+    ...(values['no-cvmfs'] ? { cvmfs: false as const } : values.cvmfs !== undefined ? { cvmfs: values.cvmfs } : {}),
     log,
   });
   log(`mounted at ${daemon.mount.mountpoint} (cache ${cache.cacheDir}); SIGINT or SIGTERM unmounts`);

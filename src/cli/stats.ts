@@ -20,7 +20,7 @@ export interface MountFigures {
   readonly bytes_cvmfs: number;
   readonly bytes_cache: number;
   readonly requests: number;
-  /** Keyed by layer digest: format, tocSource, fetchedRatio, bytesFetched, bytesCache, blobBytes... */
+  /** Keyed by layer digest: format, tocSource, source (cvmfs | cvmfs+registry | registry), fetchedRatio, bytes... */
   readonly layers: Record<string, Record<string, unknown>>;
   /** Mount-wide filesystem calls made by FUSE ops (lookup, readdir, read, xattrs), when the daemon counts them. */
   readonly fuse_ops?: Record<string, number>;
@@ -146,11 +146,14 @@ export function formatFigures(path: string, f: MountFigures): string {
     cell(l['bytesFetched']),
     cell(l['bytesCache']),
     cell(l['blobBytes']),
+    cell(l['bytesCvmfs']),
+    cell(l['source']),
   ]);
   if (rows.length > 0) {
-    const head = ['LAYER', 'FORMAT', 'TOC', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES'];
+    const head = ['LAYER', 'FORMAT', 'TOC', 'FETCHED', 'BYTES_FETCHED', 'BYTES_CACHE', 'BLOB_BYTES', 'BYTES_CVMFS', 'SOURCE'];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const fmt = (r: string[]): string => r.map((c, i) => (i === 0 || i === 1 || i === 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+    const left = (i: number): boolean => i <= 2 || i === head.length - 1;
+    const fmt = (r: string[]): string => r.map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
     lines.push('', fmt(head), ...rows.map(fmt));
   }
   return `${lines.join('\n')}\n`;

@@ -2,6 +2,10 @@
  * The composition root of `tocfs mount` (STYLE.md item 13): registry client -> layer service -> image
  * filesystem -> FUSE mount, built in that order and closed in reverse.
  */
+import { InvalidOptionError } from '../errors.js';
+import { CvmfsCatalog } from '../image/cvmfs-catalog.js';
+import { CvmfsLayers } from '../layers/cvmfs-layers.js';
+import { CvmfsSource } from '../layers/cvmfs-source.js';
 import { createLayerService, type LayerService } from '../layers/layer-service.js';
 import { createImageFilesystem, type Figures } from '../image/namespace.js';
 import type { Filesystem } from '../image/filesystem.js';
@@ -27,6 +31,11 @@ export interface DaemonConfig {
   readonly debug?: boolean;
   /** One line per event (stderr in the CLI). */
   readonly log: (line: string) => void;
+  /**
+   * A CVMFS repository of unpacked images (DUCC layout) to serve layers and images from. Default:
+   * `/cvmfs/unpacked.cern.ch` when it is a directory; false: none (`--no-cvmfs`).
+   */
+  readonly cvmfs?: string | false;
 }
 
 export interface Daemon {
@@ -38,6 +47,7 @@ export interface Daemon {
 }
 
 const DEFAULT_MEMORY_CACHE_BYTES = 256 * 2 ** 20;
+const DEFAULT_CVMFS = '/cvmfs/unpacked.cern.ch';
 
 export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   const disposers: (() => Promise<void>)[] = [];
@@ -52,6 +62,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     }
   };
   try {
+    const cvmfsRoot = await cvmfsRootOf(config);
     const credentials = await loadDockerConfig();
     const client = new RegistryClient({
       credentials,
@@ -68,13 +79,16 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
     });
     disposers.push(() => layers.close());
 
+    const cvmfs = cvmfsRoot === undefined ? undefined : openCvmfs(cvmfsRoot, config, layers);
     // Records which files each image's workload read (tocfs stats --accessed) and counts FUSE calls.
     const fs: Filesystem = recordAccesses(createImageFilesystem({
       client,
-      openLayer: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
+      openLayer: (repo, descriptor, signal) =>
+        cvmfs ? cvmfs.layers.open(repo, descriptor, signal) : layers.openAny(repo, descriptor, signal ? { signal } : {}),
+      ...(cvmfs ? { cvmfs } : {}),
       ...(config.platform ? { platform: config.platform } : {}),
       log: config.log,
-      figures: () => figuresOf(layers),
+      figures: () => figuresOf(layers, cvmfs?.layers),
       cacheSpace: () => ({ totalBytes: config.cacheSize, usedBytes: layers.stats().disk.bytes }),
     }), { log: config.log });
     disposers.push(() => fs.close());
@@ -99,12 +113,32 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
   }
 }
 
+/** The CVMFS repository to use: `--cvmfs DIR` (which must be a directory), else the default when present. */
+async function cvmfsRootOf(config: DaemonConfig): Promise<string | undefined> {
+  if (config.cvmfs === false) return undefined;
+  const root = config.cvmfs ?? DEFAULT_CVMFS;
+  if (await CvmfsSource.available(root)) return root;
+  if (config.cvmfs !== undefined) throw new InvalidOptionError('--cvmfs', `${root} is not a directory`);
+  return undefined;
+}
+
+function openCvmfs(root: string, config: DaemonConfig, layers: LayerService): CvmfsCatalog {
+  config.log(`CVMFS: serving layers and images published under ${root} from there`);
+  const cvmfsLayers = new CvmfsLayers({
+    source: new CvmfsSource(root),
+    openRegistry: (repo, descriptor, signal) => layers.openAny(repo, descriptor, signal ? { signal } : {}),
+    log: config.log,
+  });
+  return new CvmfsCatalog(cvmfsLayers, config.log);
+}
+
 /**
  * The figures of DESIGN.md §1.4 from the layer service: bytes_fetched and requests are the registry
  * client's (every byte and request on the wire), bytes_cache what the chunk stores and the whole-layer
- * tars on disk served, bytes_cvmfs 0 until CVMFS layers land.
+ * tars on disk served, bytes_cvmfs the file bytes read from CVMFS. Each layer says where its bytes came
+ * from: "cvmfs", "cvmfs+registry" (some files fell back to the registry) or "registry".
  */
-export function figuresOf(layers: Pick<LayerService, 'stats'>): Figures {
+export function figuresOf(layers: Pick<LayerService, 'stats'>, cvmfs?: Pick<CvmfsLayers, 'stats' | 'source'>): Figures {
   const stats = layers.stats();
   const fullBytesRead = stats.fullLayers.reduce((sum, l) => sum + l.bytesRead, 0);
   const fullBytesFetched = stats.fullLayers.reduce((sum, l) => sum + l.bytesFetched, 0);
@@ -125,11 +159,15 @@ export function figuresOf(layers: Pick<LayerService, 'stats'>): Figures {
     l.digest,
     { format: l.format, tocSource: l.tocSource, fetchedRatio: l.fetchedRatio, bytesFetched: l.bytesFetched, bytesCache: l.bytesRead, blobBytes: l.blobBytes },
   ]);
+  const registryLayers = [...lazy, ...full].map(([digest, figures]) => [digest as string, { ...(figures as object), source: 'registry' }] as const);
+  const byDigest = new Map<string, object>(registryLayers);
+  // A CVMFS layer's registry copy (opened for files CVMFS could not serve, or for its TOC) is part of it.
+  const cvmfsLayers = (cvmfs?.stats() ?? []).map(({ digest, ...figures }) => [digest, { ...byDigest.get(digest), ...figures }] as const);
   return {
     bytesFetched: stats.registry?.bytesReceived ?? stats.fetch.bytesFetched + fullBytesFetched,
-    bytesCvmfs: 0,
+    bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
     bytesCache: stats.fetch.bytesFromMemory + stats.fetch.bytesFromDisk + fullBytesRead,
     requests: stats.registry?.requests ?? stats.fetch.requests,
-    layers: Object.fromEntries([...lazy, ...full]),
+    layers: Object.fromEntries([...registryLayers, ...cvmfsLayers]),
   };
 }

@@ -6,6 +6,7 @@ import { TocfsError, isTocfsError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference } from '../registry/reference.js';
 import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
+import type { CatalogResolved, CvmfsCatalog } from './cvmfs-catalog.js';
 import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
 import { MergedTree } from './merged-tree.js';
 import { singularityEntries } from './singularity-files.js';
@@ -23,6 +24,8 @@ export interface ImageDeps {
    * out of its tree (a hardlink whose target is missing below it).
    */
   readonly log?: (line: string) => void;
+  /** A CVMFS repository of unpacked images (src/image/cvmfs-catalog.ts): manifests, configs, flat trees. */
+  readonly cvmfs?: CvmfsCatalog;
 }
 
 export interface Image {
@@ -44,22 +47,34 @@ export interface Image {
  */
 export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: AbortSignal): Promise<Image> {
   const shown = formatReference(ref);
-  const resolved = await deps.client.resolve(ref, deps.platform, { ...(signal && { signal }) }).catch((err: unknown) => {
-    throw wrap(err, `image ${shown}: resolving`);
-  });
+  const { cvmfs } = deps;
+  const resolved: CatalogResolved = await (cvmfs
+    ? cvmfs.resolve(deps.client, ref, deps.platform, signal)
+    : deps.client.resolve(ref, deps.platform, { ...(signal && { signal }) }).then((r) => ({ ...r, fromCvmfs: false }))
+  ).catch(
+    (err: unknown) => {
+      throw wrap(err, `image ${shown}: resolving`);
+    },
+  );
   const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
   const manifest = resolved.manifest.document;
+  const flat = await cvmfs?.flat(manifest, shown);
   const [config, layers] = await Promise.all([
-    deps.client.getConfig(repo, resolved.manifest, { ...(signal && { signal }) }).catch((err: unknown) => {
+    (cvmfs
+      ? cvmfs.config(deps.client, repo, resolved, signal)
+      : deps.client.getConfig(repo, resolved.manifest, { ...(signal && { signal }) }).then((c) => c.document)
+    ).catch((err: unknown) => {
       throw wrap(err, `image ${shown}: config ${manifest.config.digest}`);
     }),
-    Promise.all(
-      manifest.layers.map((descriptor, i) =>
-        deps.openLayer(repo, descriptor, signal).catch((err: unknown) => {
-          throw wrap(err, `image ${shown}: layer ${i} ${descriptor.digest}`);
-        }),
-      ),
-    ),
+    flat
+      ? [flat]
+      : Promise.all(
+          manifest.layers.map((descriptor, i) =>
+            deps.openLayer(repo, descriptor, signal).catch((err: unknown) => {
+              throw wrap(err, `image ${shown}: layer ${i} ${descriptor.digest}`);
+            }),
+          ),
+        ),
   ]);
   const inodes = deps.inodes ?? createInodeCounter();
   const pinned: ImageReference = { ...resolved.ref, digest: resolved.digest };
@@ -67,20 +82,21 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
     deps.log(`image ${shown}: resolved to ${resolved.digest}, ${layers.length} layers`);
     layers.forEach((layer, i) => {
       const from = layer.tocSource === undefined ? '' : `, TOC from ${layer.tocSource}`;
-      deps.log!(`image ${shown}: layer ${i} ${layer.digest}: ${layer.index.format}${from}, ${manifest.layers[i]!.size} bytes`);
+      const size = flat ? '' : `, ${manifest.layers[i]!.size} bytes`;
+      deps.log!(`image ${shown}: layer ${i} ${layer.digest}: ${layer.index.format}${from}${size}`);
     });
   }
   return {
     ref: pinned,
     manifestDigest: resolved.digest,
-    config: config.document,
+    config,
     layers,
     tree: withSingularity(
       new MergedTree(layers, {
         inodes,
         ...(deps.log && { log: (line: string) => deps.log!(`image ${shown}: ${line}`) }),
       }),
-      config.document,
+      config,
       inodes,
     ),
   };

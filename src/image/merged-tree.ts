@@ -9,6 +9,11 @@
  * link(2) does when the layer applies: against the merged view of the layers below it. The name then is
  * one more name of that file (its inode, stat and bytes); a target missing there, or a directory, leaves
  * the name out (logged), never failing the image.
+ *
+ * Layers listed lazily (a CVMFS `layerfs`, `LayerTree.listDir`) are listed one directory at a time: `load`
+ * lists, in every layer that contributes to it, each directory along a path before the synchronous calls
+ * (`lookup`, `readdir`, `xattrs`, `read`) are asked about it. A tree whose layers are all whole indexes
+ * needs no `load`.
  */
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
@@ -71,6 +76,10 @@ export class MergedTree {
   #belowViews = new Map<number, MergedTree>();
   /** Per file reached by external links, the link paths that resolve to it; made on first stat. */
   #linkNames: WeakMap<TocEntry, string[]> | undefined;
+  /** Whether some layer is listed lazily (then `load` must run before the synchronous calls). */
+  readonly #lazy: boolean;
+  /** External link targets listed in the lazily listed layers below them (once). */
+  #externalTargets: Promise<void> | undefined;
 
   /** `layers` bottom to top, as in the manifest. */
   constructor(layers: readonly LayerTree[], opts: MergedTreeOptions = {}) {
@@ -80,6 +89,7 @@ export class MergedTree {
     this.#stats = layers.map(() => new WeakMap());
     this.#content = layers.map(() => new WeakMap());
     this.#log = opts.log;
+    this.#lazy = layers.some((layer) => layer.listDir !== undefined);
     this.#links = layers.map((layer) => {
       const byDir = new Map<string, (readonly [string, string])[]>();
       for (const [path, target] of layer.index.externalLinks()) {
@@ -111,6 +121,40 @@ export class MergedTree {
 
   get root(): FsNode {
     return this.#statOf(this.#root);
+  }
+
+  /**
+   * Makes `path` answerable by the synchronous calls: lists, in the lazily listed layers that merge into
+   * them, the root and every directory along `path` (and `path` itself when it is one, since a directory's
+   * stat counts its subdirectories). Memoised per directory; a no-op when no layer is listed lazily.
+   */
+  async load(path: string, signal?: AbortSignal): Promise<void> {
+    if (!this.#lazy) return;
+    if (this.#externalTargets === undefined) {
+      // A link's target may lie in a lazily listed layer below it: list those paths there first.
+      this.#externalTargets = Promise.all(
+        this.#links.flatMap((byDir, layer) =>
+          [...byDir.values()].flat().map(([, target]) => this.#below(layer).load(target, signal)),
+        ),
+      ).then(() => undefined);
+      this.#externalTargets.catch(() => (this.#externalTargets = undefined));
+    }
+    await this.#externalTargets;
+    let node: Node | undefined = this.#root;
+    await this.#loadDir(node, signal);
+    if (path === '') return;
+    for (const name of path.split('/')) {
+      if (node.dir === undefined) return;
+      node = this.#childrenOf(node).get(name);
+      if (node === undefined) return;
+      if (node.dir !== undefined) await this.#loadDir(node, signal);
+    }
+  }
+
+  async #loadDir(node: Node, signal: AbortSignal | undefined): Promise<void> {
+    if (node.children !== undefined) return;
+    const { path, parts } = node.dir!;
+    await Promise.all(parts.map(({ layer }) => this.layers[layer]!.listDir?.(path, signal)));
   }
 
   /** The node at a normalised path ('' = root, 'usr/bin'), or undefined. */

@@ -15,7 +15,7 @@ import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
 import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
-import { createInodeCounter, type LayerTree } from './layer-tree.js';
+import { createInodeCounter, listPath, type LayerTree } from './layer-tree.js';
 
 /**
  * What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide totals on `/` and on every image root; `layers` is
@@ -26,7 +26,7 @@ const MAX_REMEMBERED_FAILURES = 10_000;
 export interface Figures {
   /** Bytes received from registries: TOC tails, lazily fetched chunks, whole layers (and manifests, configs). */
   readonly bytesFetched: number;
-  /** Bytes read from a CVMFS unpacked copy: always 0 until CVMFS layers land. */
+  /** Bytes read from CVMFS unpacked copies (layer `layerfs` and `.flat` trees). */
   readonly bytesCvmfs: number;
   /**
    * Bytes that reads took from tocfs's own caches: from verified chunks in the memory and disk chunk
@@ -185,8 +185,14 @@ class ImageFilesystem implements Filesystem {
     if (parsed === undefined) return { kind: 'prefix', top, path: parts.join('/') };
     const key = rest.slice(0, parsed.consumed).join('/');
     const inner = rest.slice(parsed.consumed).join('/');
-    if (top === 'images') return { kind: 'image', image: await this.#image(key, parsed.ref, signal), rest: inner };
-    return { kind: 'layer', layer: await this.#layer(key, parsed.ref, path, signal), rest: inner };
+    if (top === 'images') {
+      const image = await this.#image(key, parsed.ref, signal);
+      await image.tree.load(inner, signal); // lazily listed (CVMFS) layers: list the directories on the way
+      return { kind: 'image', image, rest: inner };
+    }
+    const layer = await this.#layer(key, parsed.ref, path, signal);
+    await listPath(layer.layer, inner, signal);
+    return { kind: 'layer', layer, rest: inner };
   }
 
   #image(key: string, ref: ImageReference, signal: AbortSignal | undefined): Promise<Image> {
@@ -303,11 +309,13 @@ class ImageFilesystem implements Filesystem {
 
 /** One layer's own tree: every entry of its index, whiteouts included. */
 class LayerView {
+  readonly layer: LayerTree;
   readonly #layer: LayerTree;
   readonly #next: () => number;
   readonly #inos = new WeakMap<TocEntry, number>();
 
   constructor(layer: LayerTree, next: () => number) {
+    this.layer = layer;
     this.#layer = layer;
     this.#next = next;
   }

@@ -17,6 +17,8 @@ export interface ImageTree {
   readdir(path: string): readonly string[] | undefined;
   xattrs(path: string): ReadonlyMap<string, Uint8Array> | undefined;
   read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Makes `path` answerable by the synchronous calls (lazily listed CVMFS layers; see MergedTree.load). */
+  load(path: string, signal?: AbortSignal): Promise<void>;
 }
 
 export interface OverlayOptions {
@@ -82,6 +84,11 @@ export class SingularityOverlay implements ImageTree {
     const own = this.#base.xattrs(path);
     if (own !== undefined) return own;
     return this.#synthetic(path) === undefined ? undefined : NO_XATTRS;
+  }
+
+  // The synthetic entries only ever fill gaps of the base tree, so what must be listed is the base's.
+  load(path: string, signal?: AbortSignal): Promise<void> {
+    return this.#base.load(path, signal);
   }
 
   read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {

@@ -46,8 +46,11 @@ t.test('tocfs mount / unmount usage errors', async (t) => {
   t.equal(await main(['mount'], c.io), 2);
   t.match(c.err(), /missing mount point/);
   c = io();
-  t.equal(await main(['mount', '/tmp/x', '--cvmfs', '/cvmfs/unpacked.cern.ch'], c.io), 2);
-  t.match(c.err(), /--cvmfs is not supported yet/);
+  t.equal(await main(['mount', '/tmp/x', '--cvmfs', '/cvmfs/unpacked.cern.ch', '--no-cvmfs'], c.io), 2);
+  t.match(c.err(), /--cvmfs and --no-cvmfs exclude each other/);
+  c = io();
+  t.equal(await main(['mount', '/tmp/x', '--cvmfs', '/nonexistent/unpacked.cern.ch'], c.io), 1);
+  t.match(c.err(), /invalid option --cvmfs: \/nonexistent\/unpacked.cern.ch is not a directory/);
   c = io();
   t.equal(await main(['mount', '/tmp/x', '--bogus'], c.io), 2);
   c = io();

@@ -28,6 +28,7 @@ export async function mountDaemon(
     if (!(await isMounted(mnt))) removeDir(mnt);
     removeDir(cacheDir);
   });
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, ...options, log: (l) => logs.push(l) });
+  // No CVMFS unless a test asks for one, whatever this machine has at /cvmfs.
+  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, cvmfs: false, ...options, log: (l) => logs.push(l) });
   return { mnt, daemon, logs };
 }

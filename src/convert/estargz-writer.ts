@@ -5,7 +5,6 @@
  * file first (tar-spool.ts), then written as: prioritised entries, `.prefetch.landmark`, the rest.
  * Format artefacts of an earlier conversion (`stargz.index.json`, landmarks) are dropped from the input.
  */
-import { createWriteStream } from 'node:fs';
 import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import {
 } from './estargz-encoder.js';
 import { GzipMemberWriter } from './gzip-members.js';
 import { cleanEntryName, prioritizedOrder, readRange, spoolTar, type SpoolRecord } from './tar-spool.js';
+import { writeNewFile } from './new-file.js';
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
 export const DEFAULT_COMPRESSION_LEVEL = 6;
@@ -183,14 +183,5 @@ export async function writeEstargzFile(
   path: string,
   options: EstargzWriterOptions = {},
 ): Promise<EstargzLayer> {
-  const out = createWriteStream(path, { flags: 'wx' });
-  try {
-    return await writeEstargz(tar, out, options);
-  } catch (err) {
-    out.destroy();
-    // The file may still be opening: remove it only once the stream has let go of it.
-    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
-    await rm(path, { force: true });
-    throw err;
-  }
+  return writeNewFile(path, (out) => writeEstargz(tar, out, options));
 }

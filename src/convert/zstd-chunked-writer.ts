@@ -4,8 +4,6 @@
  * number of entries, not with their size. Format artefacts of an earlier eStargz conversion
  * (`stargz.index.json`, landmarks) are dropped from the input: zstd:chunked has no landmarks.
  */
-import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { InvalidOptionError } from '../errors.js';
 import { readTar, type TarLimits } from '../formats/tar/reader.js';
@@ -14,6 +12,7 @@ import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './estargz
 import { cleanEntryName } from './tar-spool.js';
 import { ZstdChunkedEncoder, type ZstdChunkedBlob } from './zstd-chunked-encoder.js';
 import { FrameSink } from './zstd-frames.js';
+import { writeNewFile } from './new-file.js';
 
 export const DEFAULT_ZSTD_LEVEL = 3;
 /** Chunk bounds: containers/storage's files are cut by content too; 64 KiB .. 4 MiB, about 1 MiB apart. */
@@ -82,13 +81,5 @@ export async function writeZstdChunkedFile(
   path: string,
   options: ZstdChunkedWriterOptions = {},
 ): Promise<ZstdChunkedBlob> {
-  const out = createWriteStream(path, { flags: 'wx' });
-  try {
-    return await writeZstdChunked(tar, out, options);
-  } catch (err) {
-    out.destroy();
-    if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
-    await rm(path, { force: true });
-    throw err;
-  }
+  return writeNewFile(path, (out) => writeZstdChunked(tar, out, options));
 }

@@ -3,11 +3,10 @@
 // mid-read fails that read with EIO and the next read after it is back succeeds; a corrupt chunk is EIO,
 // logged, never a wrong byte, and is fetched again correctly once the corruption stops.
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { buildEstargz } from '../support/estargz-build.js';
+import { estargzLayerFile } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage, sha256 } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
@@ -22,8 +21,12 @@ const CHUNK = 1 << 20;
 const random = prng(0xfa17);
 // Random bytes: chunks with equal content would share one content-addressed cache entry.
 const BIG = Buffer.from(Array.from({ length: 6 * CHUNK + 123 }, () => Math.floor(random() * 256)));
-/** Read only by the corruption case, so that nothing of it is cached before. */
-const VICTIM = Buffer.from(Array.from({ length: 3 * CHUNK }, () => Math.floor(random() * 256)));
+const randomFile = (): Buffer => Buffer.from(Array.from({ length: 3 * CHUNK }, () => Math.floor(random() * 256)));
+// One fresh file per fault, each first read in its middle chunk: nothing of it is cached before, neither by
+// an earlier read nor by read-ahead (which fetches the chunks after a sequential read, and small neighbours).
+const RESET = randomFile();
+const UNAVAILABLE = randomFile();
+const VICTIM = randomFile();
 
 interface Ran {
   readonly code: number;
@@ -49,18 +52,8 @@ async function rangeHash(path: string, offset: number, length: number): Promise<
 
 t.test('bad references, a registry going down, and corrupt chunks: errors for those reads only', async (t) => {
   const work = tempDir(t, 'mount-faults');
-  const esgz = await buildEstargz([dir('data'), file('data/big.bin', BIG), file('data/hello.txt', 'hello\n'), file('data/victim.bin', VICTIM)], { chunkSize: CHUNK });
-  await writeFile(join(work, 'layer'), esgz.blob);
-  const image = await buildImage(join(work, 'image'), {
-    layers: [
-      {
-        blobPath: join(work, 'layer'),
-        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-        diffId: esgz.diffId,
-        annotations: { 'containerd.io/snapshot/stargz/toc.digest': esgz.tocDigest },
-      },
-    ],
-  });
+  const layer = await estargzLayerFile(join(work, 'layer'), [dir('data'), file('data/big.bin', BIG), file('data/hello.txt', 'hello\n'), file('data/reset.bin', RESET), file('data/unavailable.bin', UNAVAILABLE), file('data/victim.bin', VICTIM)], { chunkSize: CHUNK });
+  const image = await buildImage(join(work, 'image'), { layers: [layer] });
   const reg = await startRegistry(t);
   await pushImage(reg.seedUrl, 'faults/image', 'v1', image);
   const proxy = await startFaultProxy(t, { target: reg.url });
@@ -69,7 +62,7 @@ t.test('bad references, a registry going down, and corrupt chunks: errors for th
   const root = join(images, 'faults/image:v1');
   const big = join(root, 'data/big.bin');
   const victim = join(root, 'data/victim.bin');
-  const chunkHash = (i: number, of = BIG) => sha256(of.subarray(i * CHUNK, (i + 1) * CHUNK)).slice(7);
+  const chunkHash = (i: number, of: Buffer = BIG) => sha256(of.subarray(i * CHUNK, (i + 1) * CHUNK)).slice(7);
 
   await t.test('malformed references and missing images are ENOENT, each with a logged reason', async (t) => {
     const bad = [
@@ -97,15 +90,17 @@ t.test('bad references, a registry going down, and corrupt chunks: errors for th
 
   await t.test('registry down mid-read: EIO for that read, the next read recovers when it is back', async (t) => {
     t.equal((await rangeHash(big, 0, CHUNK)).stdout.slice(0, 64), chunkHash(0), 'chunk 0 reads while the registry is up');
-    // A chunk not read before for each outage (a verified chunk, once cached, never needs the registry),
-    // and not next to one read before (the kernel's read-ahead runs into the next chunk).
-    for (const [chunk, action] of [[2, { reset: 'before-headers' as const }], [4, { status: 503 }]] as const) {
+    for (const [name, bytes, action] of [
+      ['reset.bin', RESET, { reset: 'before-headers' as const }],
+      ['unavailable.bin', UNAVAILABLE, { status: 503 }],
+    ] as const) {
+      const path = join(root, 'data', name);
       proxy.addRule({ path: /\/blobs\//, action });
-      const down = await rangeHash(big, chunk * CHUNK, CHUNK);
+      const down = await rangeHash(path, CHUNK, CHUNK);
       t.match(down.stderr, /Input\/output error/, `${JSON.stringify(action)}: EIO`);
       proxy.clearRules();
-      const back = await rangeHash(big, chunk * CHUNK, CHUNK);
-      t.equal(back.stdout.slice(0, 64), chunkHash(chunk), `${JSON.stringify(action)}: the same read succeeds once the registry is back`);
+      const back = await rangeHash(path, CHUNK, CHUNK);
+      t.equal(back.stdout.slice(0, 64), chunkHash(1, bytes), `${JSON.stringify(action)}: the same read succeeds once the registry is back`);
     }
     t.equal((await sh('cat', join(root, 'data/hello.txt'))).stdout, 'hello\n', 'the daemon still serves');
   });

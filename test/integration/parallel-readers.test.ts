@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { buildEstargz } from '../support/estargz-build.js';
+import { estargzLayerFile } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
 import { prng } from '../support/prng.js';
@@ -50,18 +50,11 @@ t.test('64 parallel readers of random ranges of random files get exactly the byt
     await writeFile(join(local, path), bytes);
   }
 
-  const esgz = await buildEstargz(entriesOf(lazy), { chunkSize: 256 * 1024 });
-  const esgzPath = join(work, 'lazy-layer');
-  await writeFile(esgzPath, esgz.blob);
+  const lazyLayer = await estargzLayerFile(join(work, 'lazy-layer'), entriesOf(lazy), { chunkSize: 256 * 1024 });
   const image = await buildImage(join(work, 'image'), {
     layers: [
       { entries: entriesOf(whole), compression: 'gzip' },
-      {
-        blobPath: esgzPath,
-        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-        diffId: esgz.diffId,
-        annotations: { 'containerd.io/snapshot/stargz/toc.digest': esgz.tocDigest },
-      },
+      lazyLayer,
     ],
   });
   const reg = await startRegistry(t);

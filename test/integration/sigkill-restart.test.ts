@@ -3,13 +3,13 @@
 // itself (no fusermount by hand), and serves what the first one read from the disk cache: TOCs, verified
 // chunks and whole layers, with no blob request at all. SIGTERM then unmounts and exits 0.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { statfs, writeFile } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { isMounted } from '../../src/fuse/mount.js';
-import { buildEstargz } from '../support/estargz-build.js';
+import { estargzLayerFile } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage, sha256 } from '../support/image-builder.js';
 import { pushImage } from '../support/push.js';
@@ -59,17 +59,11 @@ async function hashes(root: string): Promise<Record<string, string>> {
 
 t.test('SIGKILL, then tocfs mount again on the same MNT: cleans the stale mount, serves from the disk cache', async (t) => {
   const work = tempDir(t, 'sigkill-restart');
-  const esgz = await buildEstargz([dir('lazy'), file('lazy/big.bin', BIG), file('lazy/small.txt', FILES['lazy/small.txt']!)], { chunkSize: 1 << 20 });
-  await writeFile(join(work, 'lazy-layer'), esgz.blob);
+  const lazy = await estargzLayerFile(join(work, 'lazy-layer'), [dir('lazy'), file('lazy/big.bin', BIG), file('lazy/small.txt', FILES['lazy/small.txt']!)], { chunkSize: 1 << 20 });
   const image = await buildImage(join(work, 'image'), {
     layers: [
       { entries: [dir('whole'), file('whole/config.ini', FILES['whole/config.ini']!)], compression: 'gzip' },
-      {
-        blobPath: join(work, 'lazy-layer'),
-        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-        diffId: esgz.diffId,
-        annotations: { 'containerd.io/snapshot/stargz/toc.digest': esgz.tocDigest },
-      },
+      lazy,
     ],
   });
   const reg = await startRegistry(t);

@@ -11,8 +11,10 @@
 // The blob stays a valid tar.gz and its uncompressed bytes hash to `diffId`.
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { writeFile } from 'node:fs/promises';
 import { constants, createGzip, gzipSync, type Gzip } from 'node:zlib';
 import { Header } from 'tar';
+import type { PrebuiltLayerSpec } from './image-builder.js';
 import { contentChunks, file, tarBytes, type TarEntry } from './tar-dsl.js';
 
 export interface EstargzBuildOptions {
@@ -280,4 +282,19 @@ const GO_ORDER = ['name', 'type', 'size', 'modtime', 'linkName', 'mode', 'uid', 
 /** Go marshals struct fields in declaration order. */
 function reorder(entries: JsonTocEntry[]): JsonTocEntry[] {
   return entries.map((e) => Object.fromEntries(GO_ORDER.filter((k) => k in e).map((k) => [k, e[k]!])));
+}
+
+/**
+ * An eStargz layer of `entries` written to `path`, as a prebuilt layer for `buildImage`: media type
+ * tar+gzip, annotated with its TOC digest as converters do, so tocfs reads it lazily.
+ */
+export async function estargzLayerFile(path: string, entries: readonly TarEntry[], opts: EstargzBuildOptions = {}): Promise<PrebuiltLayerSpec> {
+  const { blob, tocDigest, diffId } = await buildEstargz(entries, opts);
+  await writeFile(path, blob);
+  return {
+    blobPath: path,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    diffId,
+    annotations: { 'containerd.io/snapshot/stargz/toc.digest': tocDigest },
+  };
 }

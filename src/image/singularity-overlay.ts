@@ -118,7 +118,7 @@ export class SingularityOverlay implements ImageTree {
     if (this.#isShownDir(path)) {
       const prefix = path === '' ? '' : `${path}/`;
       applied = new Map(
-        [...candidates].filter(([name, e]) => this.#base.lookup(prefix + name) === undefined && (!e.metadata || !this.#hasOwnMetadata())),
+        [...candidates].filter(([name, e]) => !this.#baseHas(prefix + name) && (!e.metadata || !this.#hasOwnMetadata())),
       );
     }
     this.#applied.set(path, applied);
@@ -133,7 +133,16 @@ export class SingularityOverlay implements ImageTree {
 
   /** An image that brings `/.singularity.d` (of any type) keeps it, and gets none of the metadata. */
   #hasOwnMetadata(): boolean {
-    return (this.#ownMetadata ??= this.#base.lookup('.singularity.d') !== undefined);
+    return (this.#ownMetadata ??= this.#baseHas('.singularity.d'));
+  }
+
+  /**
+   * Whether the image has `path`, from its parent's listing: a lookup would stat it, and the stat of a
+   * directory in a lazily listed (CVMFS) layer needs that directory listed, which only its own lookup does.
+   */
+  #baseHas(path: string): boolean {
+    const cut = path.lastIndexOf('/');
+    return this.#base.readdir(cut < 0 ? '' : path.slice(0, cut))?.includes(path.slice(cut + 1)) ?? false;
   }
 
   #statOf(path: string, entry: SyntheticEntry): FsNode {

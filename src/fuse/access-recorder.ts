@@ -14,7 +14,7 @@
  *                              the kernel's 64 KiB xattr limit
  *   user.tocfs.fuse_ops        on MNT and on every image root: mount-wide call counts as JSON
  */
-import type { Filesystem, FsNode, ReadOptions } from '../image/filesystem.js';
+import type { Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
 
 export const ACCESSED_XATTR = 'user.tocfs.accessed';
 export const FUSE_OPS_XATTR = 'user.tocfs.fuse_ops';
@@ -129,6 +129,10 @@ export class AccessRecorder implements Filesystem {
       pageLines(order).forEach((page, i) => out.set(`${ACCESSED_XATTR}.${i}`, encoder.encode(page)));
     }
     return out;
+  }
+
+  space(): FsSpace {
+    return this.#inner.space?.() ?? { totalBytes: 0, usedBytes: 0, files: 0 };
   }
 
   close(): Promise<void> {

@@ -126,7 +126,8 @@ export class VerifiedLayer implements ChunkLayer {
     const ahead = this.#readAhead.plan(entry, refs, offset, end);
     const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });
     // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
-    for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [ref]).catch(() => {});
+    // `used: 0`: fetching ahead reads nothing yet, so a cache hit here is no byte served (the figures).
+    for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [{ ...ref, used: 0 }]).catch(() => {});
     const parts = await reading;
     const out = new Uint8Array(end - offset);
     parts.forEach((bytes, k) => {

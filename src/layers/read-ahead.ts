@@ -18,7 +18,11 @@ import type { ChunkRef } from './fetch-plan.js';
 const MAX_GAP_BYTES = 64 << 10;
 
 export interface ReadAheadPolicy {
-  /** Compressed bytes of following chunks fetched along with a read's own request. Default 512 KiB; 0 disables. */
+  /**
+   * Compressed bytes of following chunks fetched along with a read's own request. Default 192 KiB: enough
+   * for a package's next few modules, small enough that one small file read still moves well under the
+   * 300 KB that issue 6 allows (512 KiB did not). 0 disables.
+   */
   readonly adjacentBytes?: number;
   /** Chunks of the same file fetched ahead of a sequential read, each its own request. Default 2; 0 disables. */
   readonly sequentialChunks?: number;
@@ -44,7 +48,7 @@ export class ReadAhead {
 
   constructor(index: TocIndex, policy: ReadAheadPolicy = {}) {
     this.#index = index;
-    this.#adjacentBytes = policy.adjacentBytes ?? 512 << 10;
+    this.#adjacentBytes = policy.adjacentBytes ?? 192 << 10;
     this.#sequentialChunks = policy.sequentialChunks ?? 2;
   }
 

@@ -21,8 +21,9 @@ import {
   type EncodedBlob,
 } from './estargz-encoder.js';
 import { GzipMemberWriter } from './gzip-members.js';
-import { cleanEntryName, prioritizedOrder, readRange, spoolTar, type SpoolRecord } from './tar-spool.js';
+import { prioritizedOrder, readRange, spoolTar, type SpoolRecord } from './tar-spool.js';
 import { writeNewFile } from './new-file.js';
+import { feedTar } from './feed-tar.js';
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
 export const DEFAULT_COMPRESSION_LEVEL = 6;
@@ -70,30 +71,6 @@ function check(options: EstargzWriterOptions): Checked {
   return { chunkSize, level, prioritize };
 }
 
-/** Feeds tar events to the encoder; `skipArtefacts` drops earlier conversions' files. */
-async function feed(encoder: EstargzEncoder, events: AsyncIterable<TarEvent> | Iterable<TarEvent>, skipArtefacts: boolean): Promise<void> {
-  let skipping = false;
-  for await (const ev of events) {
-    switch (ev.kind) {
-      case 'entry':
-        skipping = skipArtefacts && isArtefact(cleanEntryName(ev.header.path));
-        if (!skipping) await encoder.entry(ev.header);
-        break;
-      case 'data':
-        if (!skipping) await encoder.data(ev.bytes);
-        break;
-      case 'entry-end':
-        if (!skipping) await encoder.entryEnd();
-        skipping = false;
-        break;
-      case 'global':
-        await encoder.raw(ev.bytes);
-        break;
-      case 'end':
-        break;
-    }
-  }
-}
 
 async function* eventsOf(reader: TarReader, chunks: AsyncIterable<Uint8Array>): AsyncGenerator<TarEvent> {
   for await (const chunk of chunks) yield* reader.push(chunk);
@@ -117,7 +94,7 @@ async function writeRecords(
     const first = records[ids[i]!]!;
     const last = records[ids[j]!]!;
     const reader = new TarReader({ limits, startOffset: first.start, globals: first.globals });
-    await feed(encoder, eventsOf(reader, readRange(file, first.start, last.end)), false);
+    await feedTar(encoder, eventsOf(reader, readRange(file, first.start, last.end)), () => false);
     i = j + 1;
   }
 }
@@ -164,7 +141,7 @@ export async function writeEstargz(
     let missingPrioritized: readonly string[] = [];
     if (prioritize.length === 0) {
       await encoder.syntheticFile(NO_PREFETCH_LANDMARK, Uint8Array.of(LANDMARK_CONTENTS));
-      await feed(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), true);
+      await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), isArtefact);
     } else {
       missingPrioritized = await writePrioritized(tar, encoder, prioritize, options);
     }

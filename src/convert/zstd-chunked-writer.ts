@@ -9,10 +9,10 @@ import { InvalidOptionError } from '../errors.js';
 import { readTar, type TarLimits } from '../formats/tar/reader.js';
 import { DEFAULT_TOC_LIMITS } from '../formats/toc.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './estargz-encoder.js';
-import { cleanEntryName } from './tar-spool.js';
 import { ZstdChunkedEncoder, type ZstdChunkedBlob } from './zstd-chunked-encoder.js';
 import { FrameSink } from './zstd-frames.js';
 import { writeNewFile } from './new-file.js';
+import { feedTar } from './feed-tar.js';
 
 export const DEFAULT_ZSTD_LEVEL = 3;
 /** Chunk bounds: containers/storage's files are cut by content too; 64 KiB .. 4 MiB, about 1 MiB apart. */
@@ -47,27 +47,7 @@ export async function writeZstdChunked(
   const average = Math.max(min, Math.min(max, 1 << 20));
   const encoder = new ZstdChunkedEncoder(new FrameSink(output), level, { min, max, average: Math.max(1, average - min) });
   try {
-    let skipping = false;
-    for await (const ev of readTar(tar, { limits: options.tarLimits ?? {} })) {
-      switch (ev.kind) {
-        case 'entry':
-          skipping = ARTEFACTS.has(cleanEntryName(ev.header.path));
-          if (!skipping) await encoder.entry(ev.header);
-          break;
-        case 'data':
-          if (!skipping) await encoder.data(ev.bytes);
-          break;
-        case 'entry-end':
-          if (!skipping) await encoder.entryEnd();
-          skipping = false;
-          break;
-        case 'global':
-          await encoder.raw(ev.bytes);
-          break;
-        case 'end':
-          break;
-      }
-    }
+    await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), (name) => ARTEFACTS.has(name));
     return await encoder.finish();
   } catch (err) {
     output.destroy();

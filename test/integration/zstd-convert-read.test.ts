@@ -2,7 +2,6 @@
 // an image of gzip, zstd and plain-tar layers is converted by `convertImage`; every file of the result
 // read lazily through the layer service equals the bytes it was built from, the config's diff_ids are
 // the new layers' and the layers carry the zstd:chunked annotations. (The 200 MB bound: zstd-lazy-bound.test.ts.)
-import { writeFileSync } from 'node:fs';
 import t from 'tap';
 import { convertImage } from '../../src/convert/convert-image.js';
 import { createLayerService } from '../../src/layers/layer-service.js';
@@ -14,36 +13,11 @@ import { buildImage } from '../support/image-builder.js';
 import { prng } from '../support/prng.js';
 import { pushImage } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
-import { contentBytes, dir, fifo, file, hardlink, symlink, whiteout, type TarEntry } from '../support/tar-dsl.js';
+import { contentBytes, file } from '../support/tar-dsl.js';
+import { convertSourceLayers } from '../support/convert-source.js';
 import { tempDir } from '../support/tmp.js';
 
-const layers: { compression: 'gzip' | 'zstd' | 'none'; entries: TarEntry[] }[] = [
-  {
-    compression: 'gzip',
-    entries: [
-      dir('usr'),
-      dir('usr/lib'),
-      ...Array.from({ length: 100 }, (_, i) => file(`usr/lib/small-${i}.txt`, `file ${i}\n`.repeat(i % 50))),
-      file('usr/lib/big.so', { size: 9 * 2 ** 20 + 123 }),
-      file('usr/lib/zeros.img', { size: 3 * 2 ** 20, sparse: true }),
-      file('usr/lib/empty', ''),
-      hardlink('usr/lib/big-again.so', 'usr/lib/big.so'),
-    ],
-  },
-  {
-    compression: 'zstd',
-    entries: [
-      dir('etc'),
-      file('etc/caps', 'binary xattr', { xattrs: { 'security.capability': Buffer.from([1, 0, 0, 2, 0x80, 0, 0, 0]) } }),
-      file('etc/ünïcødé-名前', 'unicode name\n'),
-      file(`etc/${'long-name-'.repeat(20)}`, 'long name\n'),
-      symlink('etc/link', '../usr/lib/big.so'),
-      fifo('etc/fifo'),
-      whiteout('usr/lib/small-0.txt'),
-    ],
-  },
-  { compression: 'none', entries: [dir('opt'), file('opt/one', { size: 65536 }), file('opt/two', { size: 65537 })] },
-];
+const layers = convertSourceLayers(100, [file('opt/one', { size: 65536 }), file('opt/two', { size: 65537 })]);
 
 t.test('every file of an image converted to zstd:chunked, read lazily, equals the bytes it was built from', async (t) => {
   const reg = await startRegistry(t);

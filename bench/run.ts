@@ -11,6 +11,9 @@
 //   npm run bench -- --report-only      rewrite RESULTS.md and the chart from bench/results-issue8.json
 //   npm run bench -- --append ...       merge into bench/results-issue8.json (cells measured now replace
 //                                       the same profile and image; e.g. the large image with fewer runs)
+//   npm run bench -- --variants estargz --workloads app-numpy --profiles 100mbit-20ms --images small --no-throughput
+//                                       a probe while profiling: only these cells (--no-pull: no full pull),
+//                                       printed, RESULTS.md left alone
 //
 // Root only (FUSE, chroot, network namespaces, drop_caches). Images are built once and cached under
 // /var/cache/tocfs-test; registry storage, mounts, caches, namespaces and processes are all removed.
@@ -47,6 +50,9 @@ function options() {
       'no-throughput': { type: 'boolean' },
       'report-only': { type: 'boolean' },
       append: { type: 'boolean' },
+      variants: { type: 'string' },
+      workloads: { type: 'string' },
+      'no-pull': { type: 'boolean' },
     },
   });
   const quick = !!values.quick;
@@ -56,7 +62,11 @@ function options() {
   const imageNames = (values.images ?? (quick ? 'small' : 'small,large')).split(',');
   const images = imageNames.map((n) => IMAGES.find((i) => i.name === n) ?? fail(`unknown image ${n}`));
   if (!Number.isInteger(runs) || runs < 1) fail('--runs needs a positive integer');
-  return { quick, runs, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'], append: !!values.append };
+  const variants = values.variants?.split(',');
+  const workloads = values.workloads?.split(',');
+  for (const w of workloads ?? []) if (!WORKLOADS.some((x) => x.name === w)) fail(`unknown workload ${w}`);
+  const probe = !!(variants || workloads || values['no-pull']);
+  return { quick, runs, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'], append: !!values.append, variants, workloads, pull: !values['no-pull'], probe };
 }
 
 function fail(message: string): never {
@@ -152,11 +162,13 @@ async function main(): Promise<void> {
           for (const img of opts.images) {
             const ctx = { profile: profile.name, image: img.name, run: runNo, registry, resetTcp: link.resetTcp };
             const repo = `bench/${img.name}`;
-            const workloads = WORKLOADS.filter((w) => !w.images || w.images.includes(img.name));
-            const pull = await measureFullPull(ctx, repo, workloads, work);
-            samples.push(...pull);
-            log(`${profile.name} ${img.name} run ${runNo} full-pull: ${pull.map((x) => `${x.workload} ${(x.firstMs / 1000).toFixed(2)} s`).join(', ')}, ${(pull[0]!.bytes / 1e6).toFixed(1)} MB`);
-            const variants = variantsOf.get(img.name)!;
+            const workloads = WORKLOADS.filter((w) => (!w.images || w.images.includes(img.name)) && (!opts.workloads || opts.workloads.includes(w.name)));
+            if (opts.pull) {
+              const pull = await measureFullPull(ctx, repo, workloads, work);
+              samples.push(...pull);
+              log(`${profile.name} ${img.name} run ${runNo} full-pull: ${pull.map((x) => `${x.workload} ${(x.firstMs / 1000).toFixed(2)} s`).join(', ')}, ${(pull[0]!.bytes / 1e6).toFixed(1)} MB`);
+            }
+            const variants = variantsOf.get(img.name)!.filter((v) => !opts.variants || opts.variants.includes(v));
             for (const w of workloads) {
               // Rotate the order each run so no variant always goes first after the pull.
               const order = variants.map((_, i) => variants[(i + runNo) % variants.length]!);
@@ -213,6 +225,10 @@ async function main(): Promise<void> {
       throughput,
       accessedFiles,
     };
+    if (opts.probe) {
+      process.stdout.write(`${markdown(data)}\n`);
+      return;
+    }
     const merged = opts.append ? mergeInto(JSON.parse(readFileSync(JSON_OUT, 'utf8')) as BenchData, data) : data;
     writeFileSync(JSON_OUT, `${JSON.stringify(merged, null, 1)}\n`);
     writeReport(merged);

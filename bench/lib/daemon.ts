@@ -15,6 +15,8 @@ import { cpuSeconds, peakRss, run } from './proc.js';
 const BIN = fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
 
 export interface RunningDaemon {
+  /** performance.now() when the mount showed in the mount table. */
+  readonly mountedAt: number;
   readonly mnt: string;
   readonly cacheDir: string;
   readonly pid: number;
@@ -28,14 +30,19 @@ export interface RunningDaemon {
 
 /** `TOCFS_BENCH_CPU_PROF=DIR`: every daemon writes a V8 CPU profile there (summarise with bench/cpu-profile.ts). */
 const CPU_PROF = process.env['TOCFS_BENCH_CPU_PROF'];
+/** `TOCFS_BENCH_TRACE=DIR`: every daemon writes its op timeline (src/fuse/op-trace.ts) to DIR/LABEL.jsonl. */
+const TRACE = process.env['TOCFS_BENCH_TRACE'];
 
-export async function startDaemon(opts: { registryHost: string; cacheDir?: string; log?: (l: string) => void }): Promise<RunningDaemon> {
+export async function startDaemon(opts: { registryHost: string; cacheDir?: string; label?: string; log?: (l: string) => void }): Promise<RunningDaemon> {
   const mnt = mkdtempSync(join(tmpdir(), 'tocfs-bench-mnt-'));
   const cacheDir = opts.cacheDir ?? mkdtempSync(join(tmpdir(), 'tocfs-bench-cache-'));
   const child: ChildProcess = spawn(
     process.execPath,
     [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), BIN, 'mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: TRACE ? { ...process.env, TOCFS_TRACE: join(TRACE, `${opts.label ?? 'daemon'}-${Date.now()}.jsonl`) } : process.env,
+    },
   );
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
@@ -64,6 +71,7 @@ export async function startDaemon(opts: { registryHost: string; cacheDir?: strin
   }
   const pid = child.pid!;
   return {
+    mountedAt: performance.now(),
     mnt,
     cacheDir,
     pid,

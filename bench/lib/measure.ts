@@ -23,6 +23,8 @@ export interface Sample {
   /** Response body bytes and requests at the registry (its access log). */
   readonly bytes: number;
   readonly requests: number;
+  /** tocfs daemon only: ms from nothing to the mount showing in the mount table (node start, daemon set-up). */
+  readonly mountMs?: number;
   /** tocfs daemon only: CPU seconds, peak RSS bytes, filesystem calls from FUSE ops. */
   readonly cpuS?: number;
   readonly rssB?: number;
@@ -45,7 +47,7 @@ export async function measureTocfs(ctx: RunContext, variant: string, repo: strin
   await ctx.resetTcp();
   const mark = ctx.registry.mark();
   const t0 = performance.now();
-  const daemon = await startDaemon({ registryHost: ctx.registry.host });
+  const daemon = await startDaemon({ registryHost: ctx.registry.host, label: `${ctx.profile}-${ctx.image}-${variant}-${w.name}-${ctx.run}` });
   try {
     const root = join(daemon.mnt, 'images', ctx.registry.host, `${repo}:${variant}`);
     const r = await timed(['chroot', root, ...w.argv], t0, ENV);
@@ -54,7 +56,7 @@ export async function measureTocfs(ctx: RunContext, variant: string, repo: strin
     const rssB = daemon.peakRss();
     const traffic = await ctx.registry.traffic(mark);
     const fuseOps = Object.values(figures.fuse_ops ?? {}).reduce((s, n) => s + n, 0);
-    return { profile: ctx.profile, image: ctx.image, variant, workload: w.name, run: ctx.run, firstMs: r.firstOutputMs, exitMs: r.exitMs, ...traffic, cpuS, rssB, fuseOps };
+    return { profile: ctx.profile, image: ctx.image, variant, workload: w.name, run: ctx.run, firstMs: r.firstOutputMs, exitMs: r.exitMs, mountMs: daemon.mountedAt - t0, ...traffic, cpuS, rssB, fuseOps };
   } finally {
     await daemon.stop();
   }

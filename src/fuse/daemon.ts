@@ -14,6 +14,7 @@ import { loadDockerConfig } from '../registry/credentials.js';
 import type { Platform } from '../registry/types.js';
 import { recordAccesses } from './access-recorder.js';
 import { mountFilesystem, type Mount } from './mount.js';
+import { OpTrace } from './op-trace.js';
 
 export interface DaemonConfig {
   readonly mountpoint: string;
@@ -81,7 +82,7 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
 
     const cvmfs = cvmfsRoot === undefined ? undefined : openCvmfs(cvmfsRoot, config, layers);
     // Records which files each image's workload read (tocfs stats --accessed) and counts FUSE calls.
-    const fs: Filesystem = recordAccesses(createImageFilesystem({
+    const recorded: Filesystem = recordAccesses(createImageFilesystem({
       client,
       openLayer: (repo, descriptor, signal) =>
         cvmfs ? cvmfs.layers.open(repo, descriptor, signal) : layers.openAny(repo, descriptor, signal ? { signal } : {}),
@@ -91,6 +92,8 @@ export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
       figures: () => figuresOf(layers, cvmfs?.layers),
       cacheSpace: () => ({ totalBytes: config.cacheSize, usedBytes: layers.stats().disk.bytes }),
     }), { log: config.log });
+    const trace = process.env['TOCFS_TRACE'];
+    const fs = trace ? new OpTrace(recorded, trace) : recorded;
     disposers.push(() => fs.close());
 
     const mount = await mountFilesystem(fs, config.mountpoint, {

@@ -5,7 +5,7 @@
  */
 import { channel } from 'node:diagnostics_channel';
 
-/** `{ layer, start, end, bytes, chunks }`: one range read from a source. */
+/** `{ layer, start, end, bytes, spans, startedMs, ms }`: one range read from a source (`startedMs`: performance.now()). */
 export const fetchRangeChannel = channel('tocfs:fetch:range');
 /** `{ layer, path, chunk, fileOffset, expected, actual?, attempt, error? }`: a chunk that failed verification. */
 export const verifyFailChannel = channel('tocfs:verify:fail');

@@ -1,7 +1,7 @@
 /**
  * Interceptor that counts every request and response body byte through one dispatcher (the client's
  * `stats()`), and publishes each finished request on `tocfs:registry:request` as
- * `{ origin, method, path, statusCode, bytes, durationMs, error? }`. Paths lose their query: signed CDN
+ * `{ origin, method, path, statusCode, bytes, startedMs, durationMs, error? }` (`startedMs`: performance.now()). Paths lose their query: signed CDN
  * URLs carry their signature there.
  */
 import { channel } from 'node:diagnostics_channel';
@@ -75,6 +75,7 @@ class CountingHandler implements Dispatcher.DispatchHandler {
       path: pathOnly(this.#opts.path),
       statusCode: this.#status,
       bytes: this.#bytes,
+      startedMs: this.#started,
       durationMs: performance.now() - this.#started,
       ...(error ? { error } : {}),
     });

@@ -89,6 +89,11 @@ export interface GetChunksOptions {
    * some asked-for chunk goes to the source, never awaited, never an error for the caller.
    */
   readonly readAhead?: readonly ChunkRef[];
+  /**
+   * Chunks fetched in requests of their own (read-ahead.ts: the rest of a file, a directory) only when
+   * some asked-for chunk goes to the source; never awaited, never an error for the caller.
+   */
+  readonly onMiss?: readonly ChunkRef[];
 }
 
 interface Pending {
@@ -198,6 +203,10 @@ export class ChunkFetcher {
         this.#figures.readAhead++;
       });
       this.#track(this.#fill(layer, mine, opts));
+      if (opts.onMiss?.length) {
+        // `used: 0`: nothing is read from these yet, so a cache hit is no byte served (the figures).
+        this.getChunks(layer, opts.onMiss.map((ref) => ({ ...ref, used: 0 }))).catch(() => {});
+      }
     }
 
     const keys = [...waits.keys()];
@@ -361,6 +370,7 @@ export class ChunkFetcher {
       const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!);
       void (async () => {
         let bytes: Uint8Array;
+        const startedMs = performance.now();
         try {
           bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal);
         } catch (err) {
@@ -369,7 +379,7 @@ export class ChunkFetcher {
         }
         this.#count(layer, 'requests', 1);
         this.#count(layer, 'bytesFetched', bytes.byteLength);
-        publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length });
+        publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length, startedMs, ms: performance.now() - startedMs });
         if (bytes.byteLength !== req.end - req.start) {
           const err = new BadBytes(`source answered ${bytes.byteLength} bytes for [${req.start}, ${req.end})`);
           for (const f of members) settle(f, undefined, err);

@@ -124,7 +124,7 @@ export class VerifiedLayer implements ChunkLayer {
       refs.push({ entry, index: i, used: Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
     const ahead = this.#readAhead.plan(entry, refs, offset, end);
-    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent });
+    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent, onMiss: ahead.onMiss });
     // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
     // `used: 0`: fetching ahead reads nothing yet, so a cache hit here is no byte served (the figures).
     for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [{ ...ref, used: 0 }]).catch(() => {});

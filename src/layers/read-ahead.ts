@@ -8,6 +8,14 @@
  *    one round trip instead of one per file.
  *  - sequential reads of a large file: the next chunks of the same file are fetched in requests of their
  *    own, in parallel with the one being read, so transfer, decompression and verification overlap.
+ *  - the rest of a file opened at its start: a loader that reads an ELF header at 0 maps pages near the
+ *    start and the end next, each a round trip of its own; a file of a few chunks is fetched whole, its
+ *    other chunks in a request of their own in parallel, when the read at 0 goes to the source.
+ *  - a directory that a workload keeps reading from: the second file of one directory that misses the
+ *    caches warms the whole directory (its small files, up to a budget) in requests of their own, in
+ *    parallel with the read. Python imports a package's modules one after another, each a round trip on
+ *    an unprioritised layer; one request brings the rest. Reads served from the caches (an optimized
+ *    layer's prefetched files) never warm anything, so a prioritised image moves no more bytes.
  *
  * Pure planning (no I/O); the fetcher decides what is already cached or in flight.
  */
@@ -26,6 +34,18 @@ export interface ReadAheadPolicy {
   readonly adjacentBytes?: number;
   /** Chunks of the same file fetched ahead of a sequential read, each its own request. Default 2; 0 disables. */
   readonly sequentialChunks?: number;
+  /**
+   * A file no larger than this (uncompressed) is fetched whole when read at offset 0. Default 16 MiB; 0
+   * disables.
+   */
+  readonly wholeFileBytes?: number;
+  /**
+   * Compressed bytes of a directory's small files warmed after its second file missed the caches.
+   * Default 2 MiB; 0 disables.
+   */
+  readonly directoryBytes?: number;
+  /** Largest file (uncompressed) a directory warm fetches. Default 256 KiB. */
+  readonly directoryFileBytes?: number;
 }
 
 export interface ReadAheadPlan {
@@ -33,14 +53,21 @@ export interface ReadAheadPlan {
   readonly adjacent: readonly ChunkRef[];
   /** Fetched in parallel requests of their own, not awaited. */
   readonly sequential: readonly ChunkRef[];
+  /** Fetched in requests of their own only when the read itself goes to the source; not awaited. */
+  readonly onMiss: readonly ChunkRef[];
 }
 
-const NONE: ReadAheadPlan = { adjacent: [], sequential: [] };
+const NONE: ReadAheadPlan = { adjacent: [], sequential: [], onMiss: [] };
 
 export class ReadAhead {
   readonly #index: TocIndex;
   readonly #adjacentBytes: number;
   readonly #sequentialChunks: number;
+  readonly #wholeFileBytes: number;
+  readonly #directoryBytes: number;
+  readonly #directoryFileBytes: number;
+  /** Per directory path: the first file read there, then `true` once the directory was planned. */
+  readonly #directories = new Map<string, TocEntry | true>();
   /** Every data chunk of the layer in blob order, built on first use. */
   #order: ChunkRef[] | undefined;
   /** Where the last read of each file ended: a read that starts there is sequential. */
@@ -50,6 +77,9 @@ export class ReadAhead {
     this.#index = index;
     this.#adjacentBytes = policy.adjacentBytes ?? 192 << 10;
     this.#sequentialChunks = policy.sequentialChunks ?? 2;
+    this.#wholeFileBytes = policy.wholeFileBytes ?? 16 << 20;
+    this.#directoryBytes = policy.directoryBytes ?? 2 << 20;
+    this.#directoryFileBytes = policy.directoryFileBytes ?? 256 << 10;
   }
 
   /**
@@ -69,7 +99,49 @@ export class ReadAhead {
         if (!entry.chunks[i]!.zeros) sequential.push({ entry, index: i });
       }
     }
-    return { adjacent: this.#adjacent(entry.chunks[last.index]!.compressedEnd, entry), sequential };
+    const onMiss = offset === 0 && entry.size <= this.#wholeFileBytes ? this.#restOf(entry, refs) : [];
+    onMiss.push(...this.#directory(entry));
+    return { adjacent: this.#adjacent(entry.chunks[last.index]!.compressedEnd, entry), sequential, onMiss };
+  }
+
+  /** The chunks of `entry` that a read of `refs` does not fetch. */
+  #restOf(entry: TocEntry, refs: readonly ChunkRef[]): ChunkRef[] {
+    const reading = new Set(refs.map((r) => r.index));
+    const rest: ChunkRef[] = [];
+    entry.chunks.forEach((c, index) => {
+      if (!c.zeros && !reading.has(index)) rest.push({ entry, index });
+    });
+    return rest;
+  }
+
+  /**
+   * The small files of `entry`'s directory, once: when a second file of it is read. The read that plans
+   * them fetches them only if it misses the caches itself; either way the directory is planned once.
+   */
+  #directory(entry: TocEntry): ChunkRef[] {
+    if (this.#directoryBytes <= 0) return [];
+    const slash = entry.path.lastIndexOf('/');
+    const dir = slash < 0 ? '' : entry.path.slice(0, slash);
+    const seen = this.#directories.get(dir);
+    if (seen === true || seen === entry) return [];
+    if (seen === undefined) {
+      this.#directories.set(dir, entry);
+      return [];
+    }
+    this.#directories.set(dir, true);
+    const out: ChunkRef[] = [];
+    let budget = this.#directoryBytes;
+    for (const child of this.#index.children(dir)?.values() ?? []) {
+      if (child.type !== 'reg' || child === entry || child === seen || child.size > this.#directoryFileBytes) continue;
+      const chunks = child.chunks.filter((c) => !c.zeros);
+      const bytes = chunks.reduce((sum, c) => sum + c.compressedEnd - c.compressedOffset, 0);
+      if (bytes > budget) continue;
+      budget -= bytes;
+      child.chunks.forEach((c, index) => {
+        if (!c.zeros) out.push({ entry: child, index });
+      });
+    }
+    return out;
   }
 
   /** Chunks of other files that follow `end` in the blob, within the byte budget. */

@@ -1,7 +1,8 @@
 // Read-ahead (src/layers/read-ahead.ts) through VerifiedLayer.read on a recording source that fails the
 // test when bytes are fetched twice: adjacent small files ride in the read's own request, a sequential
-// read of a large file fetches its next chunks in parallel requests, budgets hold, and read-ahead never
-// turns into an error for the reader.
+// read of a large file fetches its next chunks in parallel requests, a file read at 0 comes whole, a
+// directory read from twice is warmed, budgets hold, and read-ahead never turns into an error for the
+// reader. Each test turns on only the policies it is about.
 import t, { type Test } from 'tap';
 import type { TocEntry } from '../../src/formats/toc.js';
 import { ChunkFetcher } from '../../src/layers/fetcher.js';
@@ -27,7 +28,7 @@ async function layerOf(t: Test, files: FakeFile[], policy?: ReadAheadPolicy): Pr
     location: { format: 'estargz-gzip', tocOffset: fb.tocOffset, footerLength: 20 },
     tocBytes: fb.tocJson,
     tocSource: 'blob',
-    ...(policy && { readAhead: policy }),
+    readAhead: { wholeFileBytes: 0, directoryBytes: 0, ...policy },
   });
   return { layer: unverified.verify(fb.tocDigest), src, fb, fetcher };
 }
@@ -114,4 +115,67 @@ t.test('blobOrder lists every data chunk once, by compressed offset', async (t) 
   const plan = ra.plan(big, [{ entry: big, index: 9 }], 9 * 4096, 10 * 4096);
   t.same(plan.sequential, [], 'nothing after the last chunk');
   t.ok(plan.adjacent.length > 0 && plan.adjacent.every((r) => r.entry !== big), 'the next files follow');
+});
+
+const PKG: FakeFile[] = [
+  ...Array.from({ length: 6 }, (_, i) => ({ path: `pkg/a/m${i}.pyc`, content: noise(2000 + i, 10 + i) })),
+  { path: 'pkg/a/huge.dat', content: noise(40_000, 30) },
+  { path: 'pkg/b/other.pyc', content: noise(2500, 40) },
+  ...Array.from({ length: 3 }, (_, i) => ({ path: `pkg/a/n${i}.pyc`, content: noise(2100 + i, 50 + i) })),
+];
+
+t.test('a directory whose second file misses is warmed: its small files, in requests of their own', async (t) => {
+  const { layer, src, fb } = await layerOf(t, PKG, { adjacentBytes: 0, sequentialChunks: 0, directoryBytes: 1 << 20, directoryFileBytes: 10_000 });
+  // The warm's request bridges holes under 64 KiB (the fetcher's merge gap), so it carries the bytes of
+  // the file being read and of pkg/a/huge.dat without using them.
+  src.allowRefetch = true;
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20);
+  await settle();
+  t.equal(src.requests, 1, 'one file of a directory warms nothing');
+  await layer.read('pkg/a/m3.pyc', 0, 1 << 20);
+  await settle();
+  const afterWarm = src.requests;
+  t.equal(afterWarm, 3, 'the second file, then the directory in a request of its own');
+  for (const f of PKG.filter((f) => f.path.startsWith('pkg/a/') && !f.path.endsWith('huge.dat'))) {
+    t.same(Buffer.from(await layer.read(f.path, 0, 1 << 20)), fb.contents.get(f.path), f.path);
+  }
+  t.equal(src.requests, afterWarm, 'every small file of pkg/a came with the warm');
+  await layer.read('pkg/a/huge.dat', 0, 10);
+  t.equal(src.requests, afterWarm + 1, 'a file over directoryFileBytes was left out');
+  await layer.read('pkg/b/other.pyc', 0, 10);
+  t.equal(src.requests, afterWarm + 2, 'and the warm stayed inside its directory');
+});
+
+t.test('the directory budget bounds a warm', async (t) => {
+  const { layer, src } = await layerOf(t, PKG, { adjacentBytes: 0, sequentialChunks: 0, directoryBytes: 4500, directoryFileBytes: 10_000 });
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20);
+  await layer.read('pkg/a/m1.pyc', 0, 1 << 20);
+  await settle();
+  const warmed = src.reads.slice(2).reduce((sum, r) => sum + r.end - r.start, 0);
+  t.ok(warmed > 0 && warmed <= 4500, `warmed ${warmed} compressed bytes within 4500`);
+});
+
+t.test('reads served from the caches warm nothing (a prioritised layer moves no more bytes)', async (t) => {
+  const { layer, src } = await layerOf(t, PKG, { adjacentBytes: 1 << 20, sequentialChunks: 0, directoryBytes: 1 << 20, directoryFileBytes: 10_000 });
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20); // brings every following file along in its own request
+  await settle();
+  t.equal(src.requests, 1);
+  await layer.read('pkg/a/m1.pyc', 0, 1 << 20);
+  await layer.read('pkg/a/m2.pyc', 0, 1 << 20);
+  await settle();
+  t.equal(src.requests, 1, 'the second and third files were cached: no warm');
+});
+
+t.test('a file read at 0 is fetched whole, its other chunks in a parallel request; a large one is not', async (t) => {
+  const { layer, src, fb } = await layerOf(t, [BIG], { adjacentBytes: 0, sequentialChunks: 0, wholeFileBytes: 64 << 10 });
+  await layer.read('lib/big.so', 0, 64);
+  await settle();
+  t.equal(src.requests, 2, 'the header, and the other 9 chunks in one request');
+  t.same(Buffer.from(await layer.read('lib/big.so', 0, 1 << 20)), fb.contents.get('lib/big.so'));
+  t.equal(src.requests, 2, 'all of it was here');
+
+  const small = await layerOf(t, [BIG], { adjacentBytes: 0, sequentialChunks: 0, wholeFileBytes: 4096 });
+  await small.layer.read('lib/big.so', 0, 64);
+  await settle();
+  t.equal(small.src.requests, 1, 'over wholeFileBytes: only the chunk read');
 });

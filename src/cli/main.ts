@@ -1,9 +1,4 @@
 import { isTocfsError } from '../errors.js';
-import { runConvert } from './convert.js';
-import { runLs } from './ls.js';
-import { runCat } from './cat.js';
-import { runMount, runUnmount } from './mount.js';
-import { runStats } from './stats.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage: tocfs <command> [options]
@@ -46,13 +41,15 @@ export interface CliIo {
   readonly stderr: NodeJS.WritableStream;
 }
 
-const commands: Record<string, Command> = {
-  ls: runLs,
-  cat: runCat,
-  convert: runConvert,
-  mount: runMount,
-  unmount: runUnmount,
-  stats: runStats,
+// Each command's modules load when it runs: a daemon's start (inside every time-to-first-command) does
+// not pay for the converter's writers, nor `tocfs stats` for the FUSE stack.
+const commands: Record<string, () => Promise<Command>> = {
+  ls: async () => (await import('./ls.js')).runLs,
+  cat: async () => (await import('./cat.js')).runCat,
+  convert: async () => (await import('./convert.js')).runConvert,
+  mount: async () => (await import('./mount.js')).runMount,
+  unmount: async () => (await import('./mount.js')).runUnmount,
+  stats: async () => (await import('./stats.js')).runStats,
 };
 
 /** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */
@@ -63,12 +60,13 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
     out.write(`${USAGE}\n`);
     return name === undefined ? 2 : 0;
   }
-  const command = commands[name];
-  if (!command) {
+  const load = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (!load) {
     stderr.write(`tocfs: unknown command ${JSON.stringify(name)}\n${USAGE}\n`);
     return 2;
   }
   try {
+    const command = await load();
     await command(rest, out);
     return 0;
   } catch (err) {

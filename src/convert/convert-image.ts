@@ -14,6 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
 import { DigestMismatchError, FormatError, TocfsError } from '../errors.js';
+import { ESTARGZ_TOC_OFFSET_ANNOTATION } from '../formats/estargz/annotations.js';
 import type { RegistryClient, ResolvedImage } from '../registry/client.js';
 import { digestOf } from '../registry/digest.js';
 import {
@@ -39,6 +40,7 @@ const STALE_ANNOTATION_PREFIXES = [
   'io.containers.estargz.',
   'io.github.containers.zstd-chunked.',
   'io.containers.zstd-chunked.',
+  'io.tocfs.estargz.',
 ];
 
 export type ConvertFormat = 'estargz' | 'zstd-chunked';
@@ -147,7 +149,11 @@ function targetAnnotations(source: Descriptor, blob: WrittenLayer): Record<strin
 function estargzWritten(blob: EstargzLayer): WrittenLayer {
   return {
     ...blob,
-    annotations: { [TOC_DIGEST_ANNOTATION]: blob.tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(blob.uncompressedSize) },
+    annotations: {
+      [TOC_DIGEST_ANNOTATION]: blob.tocDigest,
+      [UNCOMPRESSED_SIZE_ANNOTATION]: String(blob.uncompressedSize),
+      [ESTARGZ_TOC_OFFSET_ANNOTATION]: String(blob.tocOffset),
+    },
   };
 }
 

@@ -6,11 +6,14 @@
  *   detect the footer -> one more read only for the part of the TOC before that tail -> decode ->
  *   verify against the manifest's toc.digest annotation -> store in the TOC cache.
  *
- * zstd:chunked layers with the manifest-position annotation skip the tail: one read of the TOC itself.
+ * zstd:chunked layers with the manifest-position annotation skip the tail: one read of the TOC itself;
+ * so do eStargz layers with tocfs's TOC-offset hint (formats/estargz/annotations.ts), falling back to
+ * the tail when the hint does not lead to the TOC the manifest pins.
  * A layer without a toc.digest or manifest-checksum annotation cannot be verified lazily and is refused
  * before any read.
  */
-import { FormatError, TocfsError } from '../errors.js';
+import { FormatError, isTocfsError, TocfsError } from '../errors.js';
+import { estargzHintedLocation } from '../formats/estargz/annotations.js';
 import type { TocCodec, TocLimits, TocLocation } from '../formats/toc.js';
 import { LEGACY_ZSTD_CHUNKED_ANNOTATIONS, ZSTD_CHUNKED_ANNOTATIONS, parseZstdAnnotations } from '../formats/zstd/annotations.js';
 import type { Descriptor } from '../registry/types.js';
@@ -65,6 +68,8 @@ export interface TocExpectation {
   readonly tocDigest?: string;
   readonly compressedTocDigest?: string;
   readonly location?: TocLocation;
+  /** Where tocfs's eStargz hint says the TOC is; tried first, the footer when it misleads. */
+  readonly hint?: TocLocation;
 }
 
 /** True when the descriptor carries an annotation a lazily read TOC can be verified against. */
@@ -98,10 +103,17 @@ export function expectedToc(descriptor: Descriptor, overrideTocDigest?: string):
       `layer ${descriptor.digest} has no ${TOC_DIGEST_ANNOTATION} or ${ZSTD_CHUNKED_ANNOTATIONS.checksum} annotation: cannot verify its TOC`,
     );
   }
+  let hint;
+  try {
+    hint = zstd === undefined ? estargzHintedLocation(descriptor.annotations, descriptor.size) : undefined;
+  } catch (err) {
+    throw new FormatError(`layer ${descriptor.digest}: ${(err as Error).message}`, { cause: err });
+  }
   return {
     ...(tocDigest !== undefined ? { tocDigest } : {}),
     ...(zstd ? { compressedTocDigest: zstd.compressedTocDigest } : {}),
     ...(zstd?.location ? { location: zstd.location } : {}),
+    ...(hint ? { hint } : {}),
   };
 }
 
@@ -139,8 +151,19 @@ export async function openLayer(opts: OpenLayerOptions): Promise<VerifiedLayer> 
       }
     }
   }
-  const unverified = tocDigest.location ? await fromPosition(opts, tocDigest.location) : await fromBlob(opts);
-  const layer = unverified.verify(tocDigest);
+  let hinted: { unverified: UnverifiedLayer; layer: VerifiedLayer } | undefined;
+  if (tocDigest.hint && !tocDigest.location) {
+    try {
+      const unverified = await fromPosition(opts, tocDigest.hint);
+      hinted = { unverified, layer: unverified.verify(tocDigest) };
+    } catch (err) {
+      // Bytes that are no TOC, or not the pinned one: the hint misled, the footer decides. Anything else
+      // (the network, an abort) is the caller's.
+      if (!isTocfsError(err) || (err.code !== 'FORMAT' && err.code !== 'BAD_DATA')) throw err;
+    }
+  }
+  const unverified = hinted?.unverified ?? (tocDigest.location ? await fromPosition(opts, tocDigest.location) : await fromBlob(opts));
+  const layer = hinted?.layer ?? unverified.verify(tocDigest);
   if (tocCache) {
     // Only a verified TOC is cached; a cache that cannot take it costs the next open a fetch, nothing more.
     await tocCache.put(layer.digest, unverified.parts.location, unverified.parts.tocBytes).catch((error: unknown) =>

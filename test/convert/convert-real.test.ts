@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
+import { parseEstargzFooter } from '../../src/formats/estargz/footer.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/registry/reference.js';
 import type { ImageManifest } from '../../src/registry/types.js';
@@ -124,6 +125,7 @@ t.test('convert gzip + zstd + tar layers: annotations, diff_ids, and the same tr
     const { json } = readToc(blob);
     t.equal(layer.annotations?.['containerd.io/snapshot/stargz/toc.digest'], sha(json), `layer ${i} TOC digest annotation`);
     t.equal(layer.annotations?.['io.containers.estargz.uncompressed-size'], String(tar.length), `layer ${i} uncompressed size`);
+    t.equal(layer.annotations?.['io.tocfs.estargz.toc-offset'], String(parseEstargzFooter(blob.subarray(-51), blob.length).tocOffset), `layer ${i} TOC offset hint`);
     t.equal(config.document.rootfs?.diff_ids[i], sha(tar), `layer ${i} diff_id is the sha256 of its tar`);
     t.equal(readAll(tar).records[0]?.header.path, '.no.prefetch.landmark');
   }

@@ -8,6 +8,7 @@ import { formatReference } from '../registry/reference.js';
 import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
 import type { CatalogResolved, CvmfsCatalog } from './cvmfs-catalog.js';
 import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
+import { LibraryPrefetch } from './library-prefetch.js';
 import { MergedTree } from './merged-tree.js';
 import { singularityEntries } from './singularity-files.js';
 import { SingularityOverlay, type ImageTree } from './singularity-overlay.js';
@@ -91,15 +92,16 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
     manifestDigest: resolved.digest,
     config,
     layers,
-    tree: withSingularity(
-      new MergedTree(layers, {
-        inodes,
-        ...(deps.log && { log: (line: string) => deps.log!(`image ${shown}: ${line}`) }),
-      }),
-      config,
-      inodes,
-    ),
+    tree: withSingularity(merged(layers, inodes, deps.log && ((line: string) => deps.log!(`image ${shown}: ${line}`))), config, inodes),
   };
+}
+
+/** The layers merged, with the libraries of every program opened in it prefetched (library-prefetch.ts). */
+function merged(layers: readonly LayerTree[], inodes: InodeCounter, log: ((line: string) => void) | undefined): MergedTree {
+  let libraries: LibraryPrefetch | undefined;
+  const tree = new MergedTree(layers, { inodes, ...(log && { log }), onOpened: (path, head) => libraries?.opened(path, head) });
+  libraries = new LibraryPrefetch(tree);
+  return tree;
 }
 
 /** The image's own tree plus `/.singularity.d` and the runtime's mount points where it lacks them. */

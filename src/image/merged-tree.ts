@@ -57,6 +57,8 @@ export interface MergedTreeOptions {
   readonly inodes?: InodeCounter;
   /** Told once per tree about each hardlink left out because its target is missing below it or a directory. */
   readonly log?: (line: string) => void;
+  /** Told of every successful read at offset 0 of a file, with its bytes (library-prefetch.ts). */
+  readonly onOpened?: (path: string, head: Uint8Array) => void;
 }
 
 export class MergedTree {
@@ -70,6 +72,7 @@ export class MergedTree {
   readonly #content: WeakMap<TocEntry, boolean>[];
   readonly #root: Node;
   readonly #log: ((line: string) => void) | undefined;
+  readonly #onOpened: ((path: string, head: Uint8Array) => void) | undefined;
   /** Per layer index: its external hardlinks by parent directory, as [name, target] (almost always empty). */
   readonly #links: ReadonlyMap<string, (readonly [name: string, target: string])[]>[];
   /** The merged views of layers [0, n), keyed by n; shared with those views (each only asks lower ones). */
@@ -89,6 +92,7 @@ export class MergedTree {
     this.#stats = layers.map(() => new WeakMap());
     this.#content = layers.map(() => new WeakMap());
     this.#log = opts.log;
+    this.#onOpened = opts.onOpened;
     this.#lazy = layers.some((layer) => layer.listDir !== undefined);
     this.#links = layers.map((layer) => {
       const byDir = new Map<string, (readonly [string, string])[]>();
@@ -192,7 +196,10 @@ export class MergedTree {
     if (owner === undefined || owner.entry.type !== 'reg') {
       return Promise.reject(new TocfsError('FORMAT', `${JSON.stringify(path)} is not a regular file`));
     }
-    return this.layers[owner.layer]!.read(owner.entry, offset, length, signal);
+    const reading = this.layers[owner.layer]!.read(owner.entry, offset, length, signal);
+    const onOpened = this.#onOpened;
+    if (onOpened !== undefined && offset === 0) reading.then((head) => onOpened(path, head), () => {});
+    return reading;
   }
 
   #find(path: string): Node | undefined {

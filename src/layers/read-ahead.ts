@@ -13,7 +13,7 @@
  *    other chunks in a request of their own in parallel, when the read at 0 goes to the source.
  *  - a directory that a workload keeps reading from: the second file of one directory that misses the
  *    caches warms the whole directory (its small files, up to a budget) in requests of their own, in
- *    parallel with the read. Python imports a package's modules one after another, each a round trip on
+ *    parallel with the read; a directory whose small files are few bytes in all, already the first. Python imports a package's modules one after another, each a round trip on
  *    an unprioritised layer; one request brings the rest. Reads served from the caches (an optimized
  *    layer's prefetched files) never warm anything, so a prioritised image moves no more bytes.
  *
@@ -46,6 +46,11 @@ export interface ReadAheadPolicy {
   readonly directoryBytes?: number;
   /** Largest file (uncompressed) a directory warm fetches. Default 256 KiB. */
   readonly directoryFileBytes?: number;
+  /**
+   * A directory whose small files weigh no more than this (compressed) is warmed on its first file's
+   * miss, not its second. Default 512 KiB; 0: always the second.
+   */
+  readonly directoryFirstBytes?: number;
 }
 
 export interface ReadAheadPlan {
@@ -66,6 +71,7 @@ export class ReadAhead {
   readonly #wholeFileBytes: number;
   readonly #directoryBytes: number;
   readonly #directoryFileBytes: number;
+  readonly #directoryFirstBytes: number;
   /** Per directory path: the first file read there, then `true` once the directory was planned. */
   readonly #directories = new Map<string, TocEntry | true>();
   /** Every data chunk of the layer in blob order, built on first use. */
@@ -80,6 +86,7 @@ export class ReadAhead {
     this.#wholeFileBytes = policy.wholeFileBytes ?? 16 << 20;
     this.#directoryBytes = policy.directoryBytes ?? 2 << 20;
     this.#directoryFileBytes = policy.directoryFileBytes ?? 256 << 10;
+    this.#directoryFirstBytes = policy.directoryFirstBytes ?? 512 << 10;
   }
 
   /**
@@ -115,8 +122,10 @@ export class ReadAhead {
   }
 
   /**
-   * The small files of `entry`'s directory, once: when a second file of it is read. The read that plans
-   * them fetches them only if it misses the caches itself; either way the directory is planned once.
+   * The small files of `entry`'s directory, once: on its first read when they all fit in
+   * `directoryFirstBytes` (a package's compiled modules, a small config directory), else on the read of a
+   * second file there. The read that plans them fetches them only if it misses the caches itself; either
+   * way the directory is planned once.
    */
   #directory(entry: TocEntry): ChunkRef[] {
     if (this.#directoryBytes <= 0) return [];
@@ -124,24 +133,31 @@ export class ReadAhead {
     const dir = slash < 0 ? '' : entry.path.slice(0, slash);
     const seen = this.#directories.get(dir);
     if (seen === true || seen === entry) return [];
-    if (seen === undefined) {
+    const { refs, allBytes } = this.#smallFiles(dir, entry, seen);
+    if (seen === undefined && allBytes > this.#directoryFirstBytes) {
       this.#directories.set(dir, entry);
       return [];
     }
     this.#directories.set(dir, true);
-    const out: ChunkRef[] = [];
+    return refs;
+  }
+
+  /** The chunks of a directory's small files but `entry` and `other`, within the budget; and what all of them weigh. */
+  #smallFiles(dir: string, entry: TocEntry, other: TocEntry | undefined): { refs: ChunkRef[]; allBytes: number } {
+    const refs: ChunkRef[] = [];
     let budget = this.#directoryBytes;
+    let allBytes = 0;
     for (const child of this.#index.children(dir)?.values() ?? []) {
-      if (child.type !== 'reg' || child === entry || child === seen || child.size > this.#directoryFileBytes) continue;
-      const chunks = child.chunks.filter((c) => !c.zeros);
-      const bytes = chunks.reduce((sum, c) => sum + c.compressedEnd - c.compressedOffset, 0);
+      if (child.type !== 'reg' || child === entry || child === other || child.size > this.#directoryFileBytes) continue;
+      const bytes = child.chunks.reduce((sum, c) => sum + (c.zeros ? 0 : c.compressedEnd - c.compressedOffset), 0);
+      allBytes += bytes;
       if (bytes > budget) continue;
       budget -= bytes;
       child.chunks.forEach((c, index) => {
-        if (!c.zeros) out.push({ entry: child, index });
+        if (!c.zeros) refs.push({ entry: child, index });
       });
     }
-    return out;
+    return { refs, allBytes };
   }
 
   /** Chunks of other files that follow `end` in the blob, within the byte budget. */

@@ -28,7 +28,7 @@ async function layerOf(t: Test, files: FakeFile[], policy?: ReadAheadPolicy): Pr
     location: { format: 'estargz-gzip', tocOffset: fb.tocOffset, footerLength: 20 },
     tocBytes: fb.tocJson,
     tocSource: 'blob',
-    readAhead: { wholeFileBytes: 0, directoryBytes: 0, ...policy },
+    readAhead: { wholeFileBytes: 0, directoryBytes: 0, directoryFirstBytes: 0, ...policy },
   });
   return { layer: unverified.verify(fb.tocDigest), src, fb, fetcher };
 }
@@ -144,6 +144,24 @@ t.test('a directory whose second file misses is warmed: its small files, in requ
   t.equal(src.requests, afterWarm + 1, 'a file over directoryFileBytes was left out');
   await layer.read('pkg/b/other.pyc', 0, 10);
   t.equal(src.requests, afterWarm + 2, 'and the warm stayed inside its directory');
+});
+
+t.test('a directory whose small files weigh little is warmed on its first miss', async (t) => {
+  const { layer, src, fb } = await layerOf(t, PKG, { adjacentBytes: 0, sequentialChunks: 0, directoryBytes: 1 << 20, directoryFileBytes: 10_000, directoryFirstBytes: 64 << 10 });
+  src.allowRefetch = true; // the warm bridges the hole where pkg/a/huge.dat sits (see above)
+  await layer.read('pkg/b/other.pyc', 0, 1 << 20);
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20);
+  await settle();
+  t.equal(src.requests, 3, 'pkg/b has nothing else; pkg/a (about 20 KB of small files) came with its first file');
+  for (const f of PKG.filter((f) => f.path.startsWith('pkg/a/') && !f.path.endsWith('huge.dat'))) {
+    t.same(Buffer.from(await layer.read(f.path, 0, 1 << 20)), fb.contents.get(f.path), f.path);
+  }
+  t.equal(src.requests, 3);
+
+  const heavier = await layerOf(t, PKG, { adjacentBytes: 0, sequentialChunks: 0, directoryBytes: 1 << 20, directoryFileBytes: 10_000, directoryFirstBytes: 4096 });
+  await heavier.layer.read('pkg/a/m0.pyc', 0, 1 << 20);
+  await settle();
+  t.equal(heavier.src.requests, 1, 'over directoryFirstBytes: the first miss warms nothing');
 });
 
 t.test('the directory budget bounds a warm', async (t) => {

@@ -101,29 +101,40 @@ export class Transport {
   }
 
   /**
-   * Like Docker for insecure registries: try TLS first, and plain HTTP only when the peer does not speak
-   * TLS at all. The ping (`GET /v2/`) also brings the registry's auth challenge, so the first real request
-   * can carry a token instead of collecting a 401 first.
+   * Like Docker for insecure registries: TLS when the peer speaks it, plain HTTP only when it does not at
+   * all. Both pings go out together (the plain one aborted once TLS answers), so a plain registry costs
+   * one round trip of pings, not two. The ping (`GET /v2/`) also brings the registry's auth challenge, so
+   * the first real request can carry a token instead of collecting a 401 first.
    */
   async #probe(registry: string): Promise<string> {
     const endpoint = registryEndpoint(registry);
     const secure = `https://${endpoint}`;
     if (!this.#o.trustsPlainHttp(registry)) return this.#remember(registry, secure);
+    const plain = `http://${endpoint}`;
+    const stopPlain = new AbortController();
+    const plainPing = this.#ping(registry, plain, stopPlain.signal).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     try {
       await this.#ping(registry, secure);
+      stopPlain.abort();
       return this.#remember(registry, secure);
     } catch (err) {
       const code = (err as { code?: unknown }).code;
-      if (typeof code === 'string' && CERTIFICATE_ERROR.test(code)) throw err;
+      if (typeof code === 'string' && CERTIFICATE_ERROR.test(code)) {
+        stopPlain.abort();
+        throw err;
+      }
       debug('registry %s: no TLS (%s), using plain HTTP', registry, typeof code === 'string' ? code : String(err));
     }
-    const plain = `http://${endpoint}`;
-    await this.#ping(registry, plain);
+    const failed = await plainPing;
+    if (failed !== undefined) throw failed;
     return this.#remember(registry, plain);
   }
 
-  async #ping(registry: string, origin: string): Promise<void> {
-    const res = await this.#request(origin, { method: 'GET', path: '/v2/' }, undefined);
+  async #ping(registry: string, origin: string, signal?: AbortSignal): Promise<void> {
+    const res = await this.#request(origin, { method: 'GET', path: '/v2/', ...(signal && { signal }) }, undefined);
     if (res.statusCode === 401) this.#o.auth.learn(registry, res.headers['www-authenticate']);
     await discard(res);
   }

@@ -61,3 +61,44 @@ t.test('options are validated with named errors', async (t) => {
   t.throws(() => testClient(t, { timeouts: { connectMs: 0 } }), { code: 'INVALID_OPTION', option: 'timeouts.connectMs' });
   t.throws(() => testClient(t, { maxConfigBytes: -1 }), { code: 'INVALID_OPTION', option: 'maxConfigBytes' });
 });
+
+t.test('TLS and plain pings go out together: a registry without TLS costs one round of pings', async (t) => {
+  const events: string[] = [];
+  // One port, two behaviours: a TLS ClientHello is held unanswered until the plain ping has been served
+  // (or 5 s have passed: a client that waits for TLS to fail before it pings plain HTTP), then the
+  // connection is closed (no TLS here); a plain request is a registry answering over HTTP.
+  let releaseTls: () => void = () => {};
+  const plainServed = new Promise<void>((resolve) => (releaseTls = resolve));
+  const http = await import('node:http');
+  const net = await import('node:net');
+  const web = http.createServer((req, res) => {
+    events.push(`plain ${req.method} ${req.url}`);
+    if (req.url === '/v2/') releaseTls();
+    if (pingOk(req, res)) return;
+    serveBlob(req, res, blob);
+  });
+  const server = net.createServer((socket) => {
+    socket.once('data', (first) => {
+      if (first[0] === 0x16) {
+        events.push('tls hello');
+        const timer = setTimeout(releaseTls, 5000);
+        void plainServed.then(() => {
+          clearTimeout(timer);
+          events.push('tls refused');
+          socket.destroy();
+        });
+        return;
+      }
+      socket.pause();
+      socket.unshift(first);
+      web.emit('connection', socket);
+      socket.resume();
+    });
+  });
+  const { port } = await listenLoopback(t, server, 'connection');
+  const client = testClient(t);
+  t.equal(await client.blobSize({ registry: `127.0.0.1:${port}`, repository: REPO }, digest), blob.length);
+  t.same(events.slice(0, 3).sort(), ['plain GET /v2/', 'tls hello', 'tls refused'].sort());
+  t.ok(events.indexOf('plain GET /v2/') < events.indexOf('tls refused'), `the plain ping was answered while the TLS attempt was pending: ${events.join(', ')}`);
+  t.equal(events.at(-1), `plain HEAD /v2/${REPO}/blobs/${digest}`, 'and the registry is used over plain HTTP');
+});

@@ -8,6 +8,8 @@
 //   npm run bench                       5 runs, all profiles, both images, throughput
 //   npm run bench -- --quick            1 run, loopback + 100mbit-20ms, small image, throughput once
 //   npm run bench -- --runs 3 --profiles loopback,1gbit-2ms --images small --no-throughput
+//   npm run bench -- --append --runs 1 --images large --throughput-runs 3
+//                                       the large image once per profile, throughput three times
 //   npm run bench -- --report-only      rewrite RESULTS.md and the chart from bench/results-issue8.json
 //   npm run bench -- --append ...       merge into bench/results-issue8.json (cells measured now replace
 //                                       the same profile and image; e.g. the large image with fewer runs)
@@ -53,6 +55,7 @@ function options() {
       variants: { type: 'string' },
       workloads: { type: 'string' },
       'no-pull': { type: 'boolean' },
+      'throughput-runs': { type: 'string' },
     },
   });
   const quick = !!values.quick;
@@ -66,7 +69,9 @@ function options() {
   const workloads = values.workloads?.split(',');
   for (const w of workloads ?? []) if (!WORKLOADS.some((x) => x.name === w)) fail(`unknown workload ${w}`);
   const probe = !!(variants || workloads || values['no-pull']);
-  return { quick, runs, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'], append: !!values.append, variants, workloads, pull: !values['no-pull'], probe };
+  const throughputRuns = Number(values['throughput-runs'] ?? (quick ? 1 : Math.min(runs, 3)));
+  if (!Number.isInteger(throughputRuns) || throughputRuns < 1) fail('--throughput-runs needs a positive integer');
+  return { quick, runs, throughputRuns, profiles, images, throughput: !values['no-throughput'], reportOnly: !!values['report-only'], append: !!values.append, variants, workloads, pull: !values['no-pull'], probe };
 }
 
 function fail(message: string): never {
@@ -138,7 +143,7 @@ async function main(): Promise<void> {
     const variantsOf = new Map<string, string[]>();
     for (const img of opts.images) {
       log(`image ${img.name}: building (cached after the first time)`);
-      const layout = await buildLayout(`bench-${img.name}`, img.roots);
+      const layout = await buildLayout(img.cacheName ?? `bench-${img.name}`, img.roots);
       const repo = `bench/${img.name}`;
       const { pushed, skipped: s } = await pushVariants(layout, loop.host, repo, work, log);
       Object.assign(skipped, s);
@@ -194,8 +199,7 @@ async function main(): Promise<void> {
       await pushVariants(gibLayout, loop.host, 'bench/gib', work, log, ['gzip', 'estargz']);
       const walkImage = opts.images.find((i) => i.name === 'large') ?? opts.images[0]!;
       const walkRoot = walkImage.roots.at(-1)!.name;
-      const runs = opts.quick ? 1 : Math.min(opts.runs, 3);
-      for (let r = 1; r <= runs; r++) {
+      for (let r = 1; r <= opts.throughputRuns; r++) {
         log(`throughput run ${r}`);
         throughput.push(
           ...(await measureThroughput({

@@ -29,6 +29,8 @@ export const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 export interface BenchImage {
   readonly name: 'small' | 'large';
   readonly description: string;
+  /** Name of the cached image layout; default `bench-NAME`. A new name rebuilds it (the cache never is). */
+  readonly cacheName?: string;
   /** Cached roots, bottom layer first (scripts/rootfs.sh, bench/app-root.sh). */
   readonly roots: readonly (RootfsSpec | AppRoot)[];
 }
@@ -54,8 +56,9 @@ export const IMAGES: readonly BenchImage[] = [
   },
   {
     name: 'large',
-    description: 'the small image + build-essential + python3-scipy, app + a 128 MiB data file (4 layers)',
-    roots: [minbase, python, toolchain, { name: 'bench-large-app', base: 'bench-toolchain', args: ['--app', '--data', 'data/blob.bin', '128'] }],
+    description: 'the small image + build-essential + python3-scipy, app + data files of 128 and 80 MiB (4 layers)',
+    cacheName: 'bench-large-505',
+    roots: [minbase, python, toolchain, { name: 'bench-large-app-505', base: 'bench-toolchain', args: ['--app', '--data', 'data/blob.bin', '128', '--data', 'data/model.bin', '80'] }],
   },
 ];
 

@@ -29,8 +29,9 @@ function options(t: Test, src: RecordingSource, extra: Partial<OpenLayerOptions>
 
 t.test('one tail request when the TOC fits in it', async (t) => {
   const src = recordingSource(t, fb.blob);
-  // Without read-ahead: the files after file-3 are in the tail, and fetching them again is its business.
-  const layer = await openLayer(options(t, src, { tailBytes: tocAndFooter + 100, readAhead: { adjacentBytes: 0 } }));
+  // Without read-ahead (neighbours, directory warm): the files after file-3 are in the tail, and fetching
+  // them again is its business.
+  const layer = await openLayer(options(t, src, { tailBytes: tocAndFooter + 100, readAhead: { adjacentBytes: 0, directoryBytes: 0 } }));
   t.same(src.reads, [{ start: fb.blob.length - tocAndFooter - 100, end: fb.blob.length }]);
   t.equal(layer.tocSource, 'blob');
   t.equal(layer.index.lookup('dir/file-3')?.size, 303);

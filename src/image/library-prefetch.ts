@@ -22,7 +22,10 @@ export interface LibraryTree {
 }
 
 export interface LibraryPrefetchOptions {
-  /** Largest file read whole to find what it needs. Default 64 MiB. */
+  /**
+   * Largest file read whole to find what it needs. Default 16 MiB, as read-ahead.ts's whole-file rule: a
+   * larger program or library is left to the loader's own reads.
+   */
   readonly maxFileBytes?: number;
   /** Files followed per image, at most. Default 512. */
   readonly maxFiles?: number;
@@ -44,7 +47,7 @@ export class LibraryPrefetch {
 
   constructor(tree: LibraryTree, opts: LibraryPrefetchOptions = {}) {
     this.#tree = tree;
-    this.#maxFileBytes = opts.maxFileBytes ?? 64 << 20;
+    this.#maxFileBytes = opts.maxFileBytes ?? 16 << 20;
     this.#maxFiles = opts.maxFiles ?? 512;
   }
 

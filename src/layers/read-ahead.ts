@@ -92,7 +92,8 @@ export class ReadAhead {
   /**
    * What to fetch ahead of a read of `refs` (chunks of `entry`, in order) for bytes [offset, end). Only a
    * read that starts where the previous read of the file ended counts as sequential: a loader reading an
-   * ELF header at 0 and then mapping pages here and there must not pull whole chunks of a large library.
+   * ELF header at 0 and then mapping pages here and there must not pull the chunks that follow each page
+   * of a library too large to come whole.
    */
   plan(entry: TocEntry, refs: readonly ChunkRef[], offset: number, end: number): ReadAheadPlan {
     const first = refs[0];

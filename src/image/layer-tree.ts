@@ -13,13 +13,21 @@ export interface LayerIndex extends Pick<TocIndex, 'root' | 'lookup' | 'children
   readonly format: TocFormat | 'cvmfs' | 'cvmfs-flat';
 }
 
+export interface LayerReadOptions {
+  /**
+   * A prefetch's read (library-prefetch.ts), not a reader's: nothing it finds in a cache counts as bytes
+   * served (the figures), and it plans no read-ahead of its own. What it fetches still counts as fetched.
+   */
+  readonly background?: boolean;
+}
+
 export interface LayerTree {
   readonly digest: string;
   readonly index: LayerIndex;
   /** Where the TOC came from this time: the layer's blob, tocfs's disk cache, or a CVMFS directory. */
   readonly tocSource?: 'blob' | 'cache' | 'cvmfs';
   /** Bytes [offset, offset + length) of a regular file of this layer, clamped at its end. */
-  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
   /**
    * Lazily listed layers only: lists the directory at `path` (its parent listed first), after which
    * `index.children(path)` and `index.lookup` of its children answer, and the opaque marker of each child

@@ -12,11 +12,12 @@
  */
 import type { FsNode } from './filesystem.js';
 import { elfNeeds, isElf64 } from './elf-deps.js';
+import type { LayerReadOptions } from './layer-tree.js';
 
 /** What the prefetch needs of an image tree (MergedTree): normalised paths, '' = root. */
 export interface LibraryTree {
   lookup(path: string): FsNode | undefined;
-  read(path: string, offset: number, length: number): Promise<Uint8Array>;
+  read(path: string, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
   /** Lists lazily listed directories along `path` (CVMFS layers) before `lookup` is asked. */
   load?(path: string): Promise<void>;
 }
@@ -67,7 +68,7 @@ export class LibraryPrefetch {
     this.#seen.add(path);
     const node = this.#tree.lookup(path);
     if (node?.type !== 'reg' || node.size > this.#maxFileBytes) return;
-    const bytes = await this.#tree.read(path, 0, node.size);
+    const bytes = await this.#tree.read(path, 0, node.size, undefined, { background: true });
     const needs = elfNeeds(bytes);
     if (!needs) return;
     const origin = `/${path.split('/').slice(0, -1).join('/')}`;

@@ -18,7 +18,7 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
-import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
+import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -189,16 +189,16 @@ export class MergedTree {
   }
 
   /** Bytes of a regular file, read from the layer that owns it. NOT_FOUND / FORMAT (not a file). */
-  read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  read(path: string, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
     const node = this.#find(path);
     if (node === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `no file ${JSON.stringify(path)}`));
     const { owner } = node;
     if (owner === undefined || owner.entry.type !== 'reg') {
       return Promise.reject(new TocfsError('FORMAT', `${JSON.stringify(path)} is not a regular file`));
     }
-    const reading = this.layers[owner.layer]!.read(owner.entry, offset, length, signal);
+    const reading = this.layers[owner.layer]!.read(owner.entry, offset, length, signal, opts);
     const onOpened = this.#onOpened;
-    if (onOpened !== undefined && offset === 0) reading.then((head) => onOpened(path, head), () => {});
+    if (onOpened !== undefined && offset === 0 && !opts.background) reading.then((head) => onOpened(path, head), () => {});
     return reading;
   }
 

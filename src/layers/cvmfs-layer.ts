@@ -22,7 +22,7 @@ export interface RegistryLayer {
   readonly digest: string;
   readonly index: TocIndex;
   readonly tocSource?: 'blob' | 'cache';
-  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array>;
 }
 
 export type LayerBytesSource = 'cvmfs' | 'cvmfs+registry' | 'registry';
@@ -93,7 +93,7 @@ export class CvmfsLayer {
     return this.index.listDir(path);
   }
 
-  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array> {
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.index.dir, entry.path), entry.size, offset, length);
@@ -111,7 +111,7 @@ export class CvmfsLayer {
       const what = twin === undefined ? 'missing' : twin.type !== 'reg' ? `a ${twin.type}` : `${twin.size} bytes`;
       throw new TocfsError('BAD_DATA', `layer ${this.digest}: ${JSON.stringify(entry.path)} is ${what} in the registry's copy, but a ${entry.size}-byte file on CVMFS`);
     }
-    const bytes = await registry.read(twin, offset, length, signal);
+    const bytes = await registry.read(twin, offset, length, signal, opts);
     this.#counting.bytesRegistry += bytes.length;
     return bytes;
   }
@@ -170,7 +170,7 @@ export class CvmfsBackedLayer {
     this.#log = opts.log;
   }
 
-  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array> {
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.#layerfs, entry.path), entry.size, offset, length);
@@ -185,7 +185,7 @@ export class CvmfsBackedLayer {
         }
       }
     }
-    const bytes = await this.#inner.read(entry, offset, length, signal);
+    const bytes = await this.#inner.read(entry, offset, length, signal, opts);
     this.#counting.bytesRegistry += bytes.length;
     return bytes;
   }

@@ -117,7 +117,7 @@ export class FullLayer {
   }
 
   /** Bytes [offset, offset + length) of a regular file, clamped at its end; [] past it. */
-  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: { readonly background?: boolean } = {}): Promise<Uint8Array> {
     const entry = typeof target === 'string' ? this.index.lookup(target) : target;
     const name = typeof target === 'string' ? target : target.path;
     if (entry === undefined) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no entry ${JSON.stringify(name)}`);
@@ -141,8 +141,11 @@ export class FullLayer {
       }
       done += bytesRead;
     }
-    this.#reads++;
-    this.#bytesRead += n;
+    // A prefetch's read serves no reader: the figures count what readers took.
+    if (!opts.background) {
+      this.#reads++;
+      this.#bytesRead += n;
+    }
     return out;
   }
 

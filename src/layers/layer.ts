@@ -44,6 +44,7 @@ const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
 const PREFETCH_PIECE_BYTES = 2 << 20;
 const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
+const NO_READ_AHEAD = { adjacent: [], sequential: [], onMiss: [] };
 
 export class UnverifiedLayer {
   readonly digest: string;
@@ -110,7 +111,7 @@ export class VerifiedLayer implements ChunkLayer {
    * Exactly bytes [offset, offset + length) of a regular file, clamped at its end (empty past EOF).
    * Whole chunks are fetched and cached, so a small file (one chunk) is read and cached whole.
    */
-  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: { readonly background?: boolean } = {}): Promise<Uint8Array> {
     const entry = this.#entry(target);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionError('offset', `${offset} is not a byte offset`);
     if (!Number.isSafeInteger(length) || length < 0) throw new InvalidOptionError('length', `${length} is not a length`);
@@ -121,9 +122,9 @@ export class VerifiedLayer implements ChunkLayer {
     const refs: ChunkRef[] = [];
     for (let i = firstChunkEndingAfter(chunks, offset); i < chunks.length && chunks[i]!.fileOffset < end; i++) {
       const c = chunks[i]!;
-      refs.push({ entry, index: i, used: Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
+      refs.push({ entry, index: i, used: opts.background ? 0 : Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
-    const ahead = this.#readAhead.plan(entry, refs, offset, end);
+    const ahead = opts.background ? NO_READ_AHEAD : this.#readAhead.plan(entry, refs, offset, end);
     const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent, onMiss: ahead.onMiss });
     // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
     // `used: 0`: fetching ahead reads nothing yet, so a cache hit here is no byte served (the figures).

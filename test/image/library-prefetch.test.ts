@@ -86,8 +86,9 @@ t.test('bytes that are no ELF, or do not hold together, need nothing and never t
 });
 
 /** An in-memory image: files (bytes), symlinks (targets), directories implied. */
-function tree(files: Record<string, Buffer | { link: string }>): LibraryTree & { reads: string[] } {
+function tree(files: Record<string, Buffer | { link: string }>): LibraryTree & { reads: string[]; foreground: string[] } {
   const reads: string[] = [];
+  const foreground: string[] = [];
   const node = (path: string): FsNode | undefined => {
     const f = files[path];
     const base = { ino: 1, mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, nlink: 1 };
@@ -96,9 +97,11 @@ function tree(files: Record<string, Buffer | { link: string }>): LibraryTree & {
   };
   return {
     reads,
+    foreground,
     lookup: node,
-    read: async (path, offset, length) => {
+    read: async (path, offset, length, _signal, opts) => {
       reads.push(path);
+      if (!opts?.background) foreground.push(path);
       const f = files[path];
       if (!Buffer.isBuffer(f)) throw new Error(`not a file: ${path}`);
       return f.subarray(offset, offset + length);
@@ -138,6 +141,7 @@ t.test('opening a program reads its loader and libraries whole, transitively, on
     'usr/lib/app/libapp.so',
   ]), 'the loader, DT_NEEDED through symlinks and alternatives, RUNPATH with $ORIGIN, transitively');
   t.equal(fs.reads.length, 8, 'each once (libm is needed twice)');
+  t.same(fs.foreground, ['usr/bin/app'], 'every prefetch read is a background read (no figures, no read-ahead)');
   libs.opened('usr/bin/app', app);
   libs.opened('usr/share/doc/readme', Buffer.from('not a program'));
   await settle();

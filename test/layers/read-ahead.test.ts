@@ -197,3 +197,17 @@ t.test('a file read at 0 is fetched whole, its other chunks in a parallel reques
   await settle();
   t.equal(small.src.requests, 1, 'over wholeFileBytes: only the chunk read');
 });
+
+t.test('a background read (a prefetch) plans no read-ahead and counts nothing as served from a cache', async (t) => {
+  const { layer, src } = await layerOf(t, PKG, { adjacentBytes: 1 << 20, sequentialChunks: 2, directoryBytes: 1 << 20, directoryFileBytes: 10_000, directoryFirstBytes: 64 << 10, wholeFileBytes: 1 << 20 });
+  const stats = (): { bytesFromMemory: number; bytesFetched: number } => (layer as unknown as { stats(): { bytesFromMemory: number; bytesFetched: number } }).stats();
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20, undefined, { background: true });
+  await layer.read('pkg/a/m1.pyc', 0, 1 << 20, undefined, { background: true });
+  await settle();
+  t.equal(src.requests, 2, 'each file alone: no neighbours, no directory warm');
+  t.ok(stats().bytesFetched > 0, 'what it fetched counts as fetched');
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20, undefined, { background: true });
+  t.equal(stats().bytesFromMemory, 0, 'a cache hit of a background read is no byte served');
+  await layer.read('pkg/a/m0.pyc', 0, 1 << 20);
+  t.equal(stats().bytesFromMemory, 2000, 'a reader\'s hit is');
+});

@@ -9,7 +9,7 @@ import { abortable } from './deferred.js';
 import { prefetchFailChannel, publish } from './events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from './fetcher.js';
 import type { RangeSource } from './range-source.js';
-import { ReadAhead, type ReadAheadPolicy } from './read-ahead.js';
+import { blobOrder, NO_READ_AHEAD, ReadAhead, type ReadAheadPolicy } from './read-ahead.js';
 
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
@@ -44,7 +44,6 @@ const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
 const PREFETCH_PIECE_BYTES = 2 << 20;
 const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
-const NO_READ_AHEAD = { adjacent: [], sequential: [], onMiss: [] };
 
 export class UnverifiedLayer {
   readonly digest: string;
@@ -190,20 +189,14 @@ export class VerifiedLayer implements ChunkLayer {
   }
 
   async #runPrefetch(region: { readonly start: number; readonly end: number }): Promise<void> {
-    const refs: ChunkRef[] = [];
-    const seen = new Set<TocEntry>();
-    for (const [, entry] of this.index.walk()) {
-      if (entry.type !== 'reg' || seen.has(entry)) continue;
-      seen.add(entry); // hardlinks: one entry under several names
-      entry.chunks.forEach((c, index) => {
-        if (!c.zeros && c.compressedOffset >= region.start && c.compressedEnd <= region.end) refs.push({ entry, index });
-      });
-    }
+    const refs = blobOrder(this.index).filter(({ entry, index }) => {
+      const c = entry.chunks[index]!;
+      return c.compressedOffset >= region.start && c.compressedEnd <= region.end;
+    });
     if (refs.length === 0) return;
     // Pieces of PREFETCH_PIECE_BYTES, in blob order (the prioritised files in the order they were first
     // read), PREFETCH_PARALLEL at a time: the first files arrive after one piece, not after the whole
     // region, and a read of a file whose piece has not started fetches it itself without waiting.
-    refs.sort((a, b) => a.entry.chunks[a.index]!.compressedOffset - b.entry.chunks[b.index]!.compressedOffset);
     const pieces: ChunkRef[][] = [];
     let pieceStart = -1;
     for (const ref of refs) {

@@ -62,7 +62,8 @@ export interface ReadAheadPlan {
   readonly onMiss: readonly ChunkRef[];
 }
 
-const NONE: ReadAheadPlan = { adjacent: [], sequential: [], onMiss: [] };
+/** Nothing ahead: what a read plans when it plans nothing (a background read, an empty one). */
+export const NO_READ_AHEAD: ReadAheadPlan = { adjacent: [], sequential: [], onMiss: [] };
 
 export class ReadAhead {
   readonly #index: TocIndex;
@@ -98,7 +99,7 @@ export class ReadAhead {
   plan(entry: TocEntry, refs: readonly ChunkRef[], offset: number, end: number): ReadAheadPlan {
     const first = refs[0];
     const last = refs[refs.length - 1];
-    if (!first || !last) return NONE;
+    if (!first || !last) return NO_READ_AHEAD;
     const sequentialRead = offset > 0 && this.#lastEnd.get(entry) === offset;
     this.#lastEnd.set(entry, end);
     const sequential: ChunkRef[] = [];

@@ -102,8 +102,25 @@ export function formatModtime(seconds: number, nanos: number): string | undefine
   return date.toISOString().replace(/\.000Z$/, 'Z');
 }
 
-function omitZero(n: number): number | undefined {
+export function omitZero(n: number): number | undefined {
   return n === 0 ? undefined : n;
+}
+
+/**
+ * A TOC entry's device numbers (char and block devices) and xattrs (base64, sorted by name), as both TOC
+ * writers (eStargz, zstd:chunked) record them, in that order, after the fields each orders its own way.
+ */
+export function deviceAndXattrs(h: TarHeader): { devMajor?: number | undefined; devMinor?: number | undefined; xattrs?: Record<string, string> } {
+  const out: { devMajor?: number | undefined; devMinor?: number | undefined; xattrs?: Record<string, string> } = {};
+  if (h.type === 'char' || h.type === 'block') {
+    out.devMajor = omitZero(h.devmajor);
+    out.devMinor = omitZero(h.devminor);
+  }
+  if (h.xattrs.size > 0) {
+    const names = [...h.xattrs.keys()].sort();
+    out.xattrs = Object.fromEntries(names.map((n) => [n, Buffer.from(h.xattrs.get(n)!).toString('base64')]));
+  }
+  return out;
 }
 
 export class EstargzEncoder {
@@ -141,14 +158,7 @@ export class EstargzEncoder {
     e.gid = omitZero(h.gid);
     e.userName = nameIfChanged(this.#unames, h.uid, h.uname);
     e.groupName = nameIfChanged(this.#gnames, h.gid, h.gname);
-    if (h.type === 'char' || h.type === 'block') {
-      e.devMajor = omitZero(h.devmajor);
-      e.devMinor = omitZero(h.devminor);
-    }
-    if (h.xattrs.size > 0) {
-      const names = [...h.xattrs.keys()].sort();
-      e.xattrs = Object.fromEntries(names.map((n) => [n, Buffer.from(h.xattrs.get(n)!).toString('base64')]));
-    }
+    Object.assign(e, deviceAndXattrs(h));
     this.#entries.push(e);
     if (h.type === 'file') {
       this.#file = { header: h, entry: e, fileHash: createHash('sha256'), written: 0, chunk: undefined, chunkHash: undefined, chunkLeft: 0 };

@@ -20,7 +20,7 @@ import { BLOCK_SIZE } from '../formats/tar/header.js';
 import type { TarHeader } from '../formats/tar/reader.js';
 import { ContentChunker, type ChunkerOptions } from './content-chunker.js';
 import { Crc64 } from './crc64.js';
-import { formatModtime } from './estargz-encoder.js';
+import { deviceAndXattrs, formatModtime, omitZero } from './estargz-encoder.js';
 import type { FrameSink } from './zstd-frames.js';
 
 interface JsonEntry {
@@ -73,10 +73,6 @@ interface OpenFile {
   pendingBytes: number;
 }
 
-function omitZero(n: number): number | undefined {
-  return n === 0 ? undefined : n;
-}
-
 function isZeros(bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
   return true;
@@ -114,14 +110,7 @@ export class ZstdChunkedEncoder {
     e.uid = omitZero(h.uid);
     e.gid = omitZero(h.gid);
     e.modtime = formatModtime(h.mtime.seconds, h.mtime.nanos);
-    if (h.type === 'char' || h.type === 'block') {
-      e.devMajor = omitZero(h.devmajor);
-      e.devMinor = omitZero(h.devminor);
-    }
-    if (h.xattrs.size > 0) {
-      const names = [...h.xattrs.keys()].sort();
-      e.xattrs = Object.fromEntries(names.map((n) => [n, Buffer.from(h.xattrs.get(n)!).toString('base64')]));
-    }
+    Object.assign(e, deviceAndXattrs(h));
     this.#entries.push(e);
     this.#file = { header: h, entry: e, fileHash: createHash('sha256'), crc: new Crc64(), written: 0, chunks: [], pending: [], pendingBytes: 0 };
     this.#chunker.reset();

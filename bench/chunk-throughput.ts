@@ -19,6 +19,7 @@ import type { TocChunk, TocEntry } from '../src/formats/toc.js';
 import { createLayerService } from '../src/layers/layer-service.js';
 import { buildEstargz } from '../test/support/estargz-build.js';
 import { dir, file, type TarEntry } from '../test/support/tar-dsl.js';
+import { inParallel, median, spread } from './lib/micro.js';
 
 const RUNS = 5;
 const gunzipAsync = promisify(gunzip);
@@ -38,16 +39,6 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   const value = await fn();
   return { ms: Number(process.hrtime.bigint() - start) / 1e6, value };
 }
-
-async function inParallel<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const spread = (xs: number[]): string => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}`;
 
 async function main(): Promise<void> {
   const built = await buildEstargz(contents(), { gzipLevel: 6 });

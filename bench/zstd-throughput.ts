@@ -25,6 +25,7 @@ import { createLayerService } from '../src/layers/layer-service.js';
 import { offloadLargeSpans, ZstdWorkerPool } from '../src/layers/zstd-offload.js';
 import { buildEstargz } from '../test/support/estargz-build.js';
 import { dir, file, tarOf, type TarEntry } from '../test/support/tar-dsl.js';
+import { inParallel, median, spread } from './lib/micro.js';
 
 const RUNS = 5;
 
@@ -52,16 +53,6 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   await fn();
   return Number(process.hrtime.bigint() - start) / 1e6;
 }
-
-async function inParallel<T>(items: readonly T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const spread = (xs: number[]): string => `${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)}`;
 
 async function variant(name: string, blob: Buffer, codec: TocCodec, annotations: Record<string, string>, mediaType: string): Promise<Variant> {
   const location = codec.parseFooter(blob.subarray(-codec.footerLength), blob.length);

@@ -8,6 +8,10 @@ import { FormatError } from '../../src/errors.js';
 import { decompressGzipSpan } from '../../src/formats/estargz/codec.js';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { DecodedToc, RawTocEntry, TocCodec, TocIndex, TocLocation } from '../../src/formats/toc.js';
+import type { ChunkFetcher } from '../../src/layers/fetcher.js';
+import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/layer.js';
+import type { RangeSource } from '../../src/layers/range-source.js';
+import type { ReadAheadPolicy } from '../../src/layers/read-ahead.js';
 
 export const FAKE_FOOTER_LENGTH = 20;
 
@@ -147,3 +151,17 @@ export const fakeCodec: TocCodec = {
   },
   decompressSpan: decompressGzipSpan,
 };
+
+/** The verified layer of a fake blob read from `source` (whose id is the blob's), fetched by `fetcher`. */
+export function fakeLayer(fb: FakeBlob, source: RangeSource, fetcher: ChunkFetcher, readAhead?: ReadAheadPolicy): VerifiedLayer {
+  return new UnverifiedLayer(source.id, {
+    source,
+    codec: fakeCodec,
+    fetcher,
+    decoded: { index: fb.index, tocDigest: fb.tocDigest, compressedTocDigest: fb.tocDigest },
+    location: { format: 'estargz-gzip', tocOffset: fb.tocOffset, footerLength: FAKE_FOOTER_LENGTH },
+    tocBytes: fb.tocJson,
+    tocSource: 'blob',
+    ...(readAhead && { readAhead }),
+  }).verify(fb.tocDigest);
+}

@@ -5,12 +5,12 @@ import { DigestMismatchError, TocfsError } from '../../src/errors.js';
 import type { TocEntry } from '../../src/formats/toc.js';
 import { openDiskStore } from '../../src/layers/disk-store.js';
 import { ChunkFetcher, type ChunkLayer, type ChunkRef, type FetcherOptions } from '../../src/layers/fetcher.js';
-import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/layer.js';
+import type { VerifiedLayer } from '../../src/layers/layer.js';
 import { MemoryChunkStore } from '../../src/layers/memory-store.js';
 import { recordChannels } from '../support/channels.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
 import { tempDir } from '../support/tmp.js';
-import { buildFakeBlob, fakeCodec, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
+import { buildFakeBlob, fakeCodec, fakeLayer, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
 
 interface Rig {
   fb: FakeBlob;
@@ -50,16 +50,7 @@ async function rig(t: Test, files: FakeFile[], opts: Partial<FetcherOptions> = {
       const e = entry(path);
       return (indexes ?? e.chunks.map((_, i) => i)).map((index) => ({ entry: e, index }));
     },
-    verified: () =>
-      new UnverifiedLayer(src.id, {
-        source: src,
-        codec: fakeCodec,
-        fetcher,
-        decoded: { index: fb.index, tocDigest: fb.tocDigest, compressedTocDigest: fb.tocDigest },
-        location: { format: 'estargz-gzip', tocOffset: fb.tocOffset, footerLength: 20 },
-        tocBytes: fb.tocJson,
-        tocSource: 'blob',
-      }).verify(fb.tocDigest),
+    verified: () => fakeLayer(fb, src, fetcher),
   };
 }
 

@@ -6,11 +6,11 @@
 import t, { type Test } from 'tap';
 import type { TocEntry } from '../../src/formats/toc.js';
 import { ChunkFetcher } from '../../src/layers/fetcher.js';
-import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/layer.js';
+import type { VerifiedLayer } from '../../src/layers/layer.js';
 import { MemoryChunkStore } from '../../src/layers/memory-store.js';
 import { blobOrder, ReadAhead, type ReadAheadPolicy } from '../../src/layers/read-ahead.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
-import { buildFakeBlob, fakeCodec, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
+import { buildFakeBlob, fakeLayer, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
 
 const SMALL: FakeFile[] = Array.from({ length: 12 }, (_, i) => ({ path: `pkg/mod${String(i).padStart(2, '0')}.pyc`, content: noise(3000 + i * 10, i + 1) }));
 const BIG: FakeFile = { path: 'lib/big.so', content: noise(10 * 4096, 99), chunkSize: 4096 };
@@ -20,17 +20,8 @@ async function layerOf(t: Test, files: FakeFile[], policy?: ReadAheadPolicy): Pr
   const src = recordingSource(t, fb.blob);
   const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 64 << 20 }) });
   t.teardown(() => fetcher.close());
-  const unverified = new UnverifiedLayer(src.id, {
-    source: src,
-    codec: fakeCodec,
-    fetcher,
-    decoded: { index: fb.index, tocDigest: fb.tocDigest, compressedTocDigest: fb.tocDigest },
-    location: { format: 'estargz-gzip', tocOffset: fb.tocOffset, footerLength: 20 },
-    tocBytes: fb.tocJson,
-    tocSource: 'blob',
-    readAhead: { wholeFileBytes: 0, directoryBytes: 0, directoryFirstBytes: 0, ...policy },
-  });
-  return { layer: unverified.verify(fb.tocDigest), src, fb, fetcher };
+  const layer = fakeLayer(fb, src, fetcher, { wholeFileBytes: 0, directoryBytes: 0, directoryFirstBytes: 0, ...policy });
+  return { layer, src, fb, fetcher };
 }
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 20));

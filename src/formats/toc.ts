@@ -185,6 +185,9 @@ export interface TocCodec {
   parseFooter(tail: Uint8Array, blobSize: number): TocLocation;
   /** Decompresses and decodes the TOC bytes [tocOffset, blobSize - footerLength) into an index. */
   decodeToc(tocBytes: Uint8Array, location: TocLocation, limits?: Partial<TocLimits>): Promise<DecodedToc>;
-  /** Decompresses one compressed span [compressedOffset, compressedEnd) into its uncompressed bytes. */
-  decompressSpan(span: Uint8Array, maxOutputBytes: number): Promise<Uint8Array>;
+  /**
+   * Decompresses one compressed span [compressedOffset, compressedEnd) into its uncompressed bytes.
+   * `expectedBytes`, when known, is how many the caller needs: a hint for sizing output buffers, no bound.
+   */
+  decompressSpan(span: Uint8Array, maxOutputBytes: number, expectedBytes?: number): Promise<Uint8Array>;
 }

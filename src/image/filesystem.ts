@@ -40,7 +40,7 @@ export interface Filesystem {
   lookup(path: string, opts?: ReadOptions): Promise<FsNode>;
   /** Names in a directory, without `.` and `..`. */
   readdir(path: string, opts?: ReadOptions): Promise<readonly string[]>;
-  /** Bytes [offset, offset + length) of a regular file, clamped at its end. */
+  /** Bytes [offset, offset + length) of a regular file, clamped at its end; may be a view of cached bytes, never to be changed. */
   read(path: string, offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array>;
   /** Extended attributes of a node (names -> raw values), including the `user.tocfs.*` figures. */
   xattrs(path: string, opts?: ReadOptions): Promise<ReadonlyMap<string, Uint8Array>>;

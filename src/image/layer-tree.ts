@@ -26,7 +26,7 @@ export interface LayerTree {
   readonly index: LayerIndex;
   /** Where the TOC came from this time: the layer's blob, tocfs's disk cache, or a CVMFS directory. */
   readonly tocSource?: 'blob' | 'cache' | 'cvmfs';
-  /** Bytes [offset, offset + length) of a regular file of this layer, clamped at its end. */
+  /** Bytes [offset, offset + length) of a regular file of this layer, clamped at its end; may be a view of cached bytes, never to be changed. */
   read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
   /**
    * Lazily listed layers only: lists the directory at `path` (its parent listed first), after which

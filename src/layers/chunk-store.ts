@@ -9,8 +9,12 @@
 import { FormatError, TocfsError } from '../errors.js';
 
 export interface ChunkWriter {
-  /** Appends bytes; the writer copies or persists them before the promise settles. */
-  write(bytes: Uint8Array): Promise<void>;
+  /**
+   * Appends bytes; the writer copies or persists them before the promise settles. With `immutable` the
+   * caller promises never to change them (bytes it just made and verified): a store may keep them as they
+   * are instead of a copy.
+   */
+  write(bytes: Uint8Array, opts?: { readonly immutable?: boolean }): Promise<void>;
   /**
    * Publishes the chunk atomically: before commit settles, `get` misses; after, it hits. Rejects with
    * BAD_DATA (and publishes nothing) when the bytes written are not the size announced to `begin`.

@@ -10,7 +10,6 @@
  *   from a scan. `close()` deletes nothing.
  * A cache directory belongs to one daemon at a time: two would keep separate quotas over the same files.
  */
-import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidOptionError } from '../errors.js';
@@ -24,6 +23,7 @@ import {
 } from './chunk-store.js';
 import { cacheCorruptChannel, cacheErrorChannel, publish } from './events.js';
 import { Quota, type ScannedChunk } from './quota.js';
+import { sha256Hex } from './sha256.js';
 
 export interface DiskStoreOptions {
   /** The cache directory; chunks live under `DIR/chunks`. Created when missing. */
@@ -150,7 +150,7 @@ export class DiskChunkStore implements ChunkStore {
       this.#misses++;
       return undefined;
     }
-    const actual = createHash('sha256').update(bytes).digest('hex');
+    const actual = await sha256Hex(bytes);
     if (actual !== hex) {
       this.#corrupt++;
       this.#misses++;
@@ -201,10 +201,11 @@ export class DiskChunkStore implements ChunkStore {
     };
 
     return {
-      write: (bytes) => {
+      write: (bytes, opts) => {
         if (state !== 'open') return Promise.reject(new Error(`disk store: ${digest}: write after commit or abort`));
         written += bytes.byteLength;
-        const copy = Uint8Array.prototype.slice.call(bytes); // the caller may reuse its buffer meanwhile
+        // Unless the caller vouches for them, the caller may reuse its buffer while the write is queued.
+        const copy = opts?.immutable ? bytes : Uint8Array.prototype.slice.call(bytes);
         queue = queue.then(async () => {
           const fh = await fileHandle();
           for (let off = 0; off < copy.byteLength; ) off += (await fh.write(copy, off)).bytesWritten;

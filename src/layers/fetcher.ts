@@ -15,7 +15,6 @@
  * Single-flight (STYLE.md item 10): `#units` by verified-unit digest and `#spans` by (blob, region) for
  * decompressed spans. An entry is deleted when it settles, success or failure, so no failure is memoised.
  */
-import { createHash } from 'node:crypto';
 import { DigestMismatchError, InvalidOptionError, TocfsError } from '../errors.js';
 import type { TocCodec } from '../formats/toc.js';
 import type { ChunkStore } from './chunk-store.js';
@@ -34,6 +33,7 @@ import {
   type Unit,
 } from './fetch-plan.js';
 import type { RangeSource } from './range-source.js';
+import { sha256Hex } from './sha256.js';
 
 export type { ChunkRef } from './fetch-plan.js';
 
@@ -317,7 +317,7 @@ export class ChunkFetcher {
       toFetch.push({ key, span, d });
     }
     const maxOut = (key: string): number => Math.max(needs.get(key)!.need, this.#maxSpanOutput);
-    this.#readSpans(layer, toFetch, maxOut, opts);
+    this.#readSpans(layer, toFetch, maxOut, (key) => needs.get(key)!.need, opts);
 
     const failed: Pending[] = [];
     await Promise.all(
@@ -354,6 +354,7 @@ export class ChunkFetcher {
     layer: ChunkLayer,
     toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[],
     maxOut: (key: string) => number,
+    need: (key: string) => number,
     opts: GetChunksOptions,
   ): void {
     if (toFetch.length === 0) return;
@@ -389,7 +390,7 @@ export class ChunkFetcher {
           members.map(async (f) => {
             const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
             try {
-              settle(f, await layer.codec.decompressSpan(compressed, maxOut(f.key)));
+              settle(f, await layer.codec.decompressSpan(compressed, maxOut(f.key), need(f.key)));
             } catch (err) {
               settle(f, undefined, new BadBytes(`blob bytes [${f.span.start}, ${f.span.end}) do not decompress`, { cause: err }));
             }
@@ -424,7 +425,7 @@ export class ChunkFetcher {
       pieces.push(span.subarray(c.innerOffset, c.innerOffset + c.size));
     }
     const bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, unit.size);
-    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const actual = `sha256:${await sha256Hex(bytes)}`;
     if (actual !== unit.key) return { retry: true, error: new DigestMismatchError(describeUnit(layer.digest, unit), unit.key, actual) };
     return bytes;
   }
@@ -439,7 +440,8 @@ export class ChunkFetcher {
     let writer;
     try {
       writer = store.begin(unit.key, unit.size);
-      await writer.write(bytes);
+      // Verified bytes this fetcher made (or read from disk) and hands out read-only: no copy needed.
+      await writer.write(bytes, { immutable: true });
       await writer.commit();
     } catch (error) {
       await writer?.abort().catch(() => {});

@@ -108,7 +108,8 @@ export class VerifiedLayer implements ChunkLayer {
 
   /**
    * Exactly bytes [offset, offset + length) of a regular file, clamped at its end (empty past EOF).
-   * Whole chunks are fetched and cached, so a small file (one chunk) is read and cached whole.
+   * Whole chunks are fetched and cached, so a small file (one chunk) is read and cached whole. The result
+   * may be a view of a cached chunk: callers must not change it.
    */
   async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: { readonly background?: boolean } = {}): Promise<Uint8Array> {
     const entry = this.#entry(target);
@@ -129,6 +130,11 @@ export class VerifiedLayer implements ChunkLayer {
     // `used: 0`: fetching ahead reads nothing yet, so a cache hit here is no byte served (the figures).
     for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [{ ...ref, used: 0 }]).catch(() => {});
     const parts = await reading;
+    if (parts.length === 1) {
+      // One chunk (every read of a small file, most of a large one): a view of the cached chunk, no copy.
+      const c = chunks[refs[0]!.index]!;
+      return parts[0]!.subarray(offset - c.fileOffset, end - c.fileOffset);
+    }
     const out = new Uint8Array(end - offset);
     parts.forEach((bytes, k) => {
       const c = chunks[refs[k]!.index]!;

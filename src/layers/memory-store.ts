@@ -58,10 +58,12 @@ export class MemoryChunkStore implements ChunkStore {
     let written = 0;
     const lru = this.#lru;
     return {
-      async write(bytes) {
+      async write(bytes, opts) {
         if (parts === undefined) throw new Error(`memory store: ${digest}: write after commit or abort`);
-        // A copy: the caller may reuse its buffer, and a cached chunk must never change.
-        parts.push(Uint8Array.prototype.slice.call(bytes));
+        // A copy unless the caller vouches for the bytes: it may reuse its buffer, and a cached chunk must
+        // never change. A small view of a large buffer is copied too, or it would hold the whole buffer
+        // while the LRU counts only the view.
+        parts.push(opts?.immutable && !holdsMuchMore(bytes) ? bytes : Uint8Array.prototype.slice.call(bytes));
         written += bytes.byteLength;
       },
       async commit() {
@@ -96,4 +98,9 @@ export class MemoryChunkStore implements ChunkStore {
   async close(): Promise<void> {
     this.#lru.clear();
   }
+}
+
+/** Whether keeping `bytes` would keep alive a buffer much larger than itself. */
+function holdsMuchMore(bytes: Uint8Array): boolean {
+  return bytes.buffer.byteLength - bytes.byteLength > Math.max(8 << 10, bytes.byteLength >> 4);
 }

@@ -53,3 +53,20 @@ t.test('minChunkSize really shares members: chunks at one offset told apart by i
   t.ok(shared.every((c) => c.compressedEnd > c.compressedOffset));
   t.equal(compressedTocDigest, sha256(built.blob.subarray(built.tocOffset, built.blob.length - 51)), 'compressedTocDigest is of the TOC member');
 });
+
+t.test('a span inflates the same with or without the size hint, which never bounds it', async (t) => {
+  const { gzipSync } = await import('node:zlib');
+  const { decompressGzipSpan } = await import('../../src/formats/estargz/codec.js');
+  const data = Buffer.alloc(3 << 20);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 2654435761) >>> 24; // compressible, not constant
+  const span = gzipSync(data, { level: 1 });
+  const plain = Buffer.from(await decompressGzipSpan(span, 80 << 20));
+  t.ok(plain.equals(data), 'no hint');
+  for (const hint of [1, 64 << 10, data.length, data.length + 10, 64 << 20]) {
+    const out = Buffer.from(await decompressGzipSpan(span, 80 << 20, hint));
+    t.ok(out.equals(data), `hint ${hint}: every byte, not only the hinted ones`);
+  }
+  const capped = await decompressGzipSpan(span, 1000, data.length);
+  t.equal(capped.length, 1000, 'the bound still stops it, whatever the hint');
+  await t.rejects(decompressGzipSpan(Buffer.from('not gzip at all, longer than the inline limit'.repeat(1000)), 80 << 20, 1 << 20), { code: 'BAD_DATA' });
+});

@@ -282,3 +282,18 @@ t.test('VerifiedLayer.read returns exactly the bytes asked for, for a grid of (o
   await t.rejects(layer.read('', 0, 1), { code: 'FORMAT' }, 'the root is not a file');
   await t.rejects(layer.read('big', -1, 1), { code: 'INVALID_OPTION' });
 });
+
+t.test('a read inside one chunk is a view of the cached chunk; across chunks, a fresh copy', async (t) => {
+  const cs = 4096;
+  const content = noise(cs * 3, 17);
+  const r = await rig(t, [{ path: 'f', content, chunkSize: cs }]);
+  const layer = r.verified();
+  await layer.read('f', 0, 1); // fills the memory cache
+  const a = await layer.read('f', 10, 100);
+  const b = await layer.read('f', 200, 100);
+  t.equal(a.buffer, b.buffer, 'two reads of one chunk share the cached bytes (no copy per read)');
+  t.same(Buffer.from(a), content.subarray(10, 110));
+  const across = await layer.read('f', cs - 10, 20);
+  t.not(across.buffer, a.buffer, 'a read across two chunks is assembled in its own buffer');
+  t.same(Buffer.from(across), content.subarray(cs - 10, cs + 10));
+});

@@ -72,3 +72,26 @@ t.test('memory store: a chunk larger than the budget is not kept', async (t) => 
   await w.commit();
   t.equal(await store.get(sha256(big)), undefined);
 });
+
+t.test('memory store: bytes the caller vouches for are kept as they are, anything else is copied', async (t) => {
+  const store = new MemoryChunkStore({ maxBytes: 1 << 20 });
+  const put = async (bytes: Uint8Array, immutable: boolean): Promise<Uint8Array | undefined> => {
+    const w = store.begin(sha256(bytes), bytes.length);
+    await w.write(bytes, { immutable });
+    await w.commit();
+    return store.get(sha256(bytes));
+  };
+  const own = noise(64 << 10, 1);
+  t.equal(await put(own, true), own, 'immutable: no copy');
+  const reused = noise(64 << 10, 2);
+  const kept = await put(reused, false);
+  t.not(kept, reused, 'without the promise: a copy');
+  reused.fill(0);
+  t.equal(sha256(kept!), sha256(noise(64 << 10, 2)), 'the copy does not change with the caller\'s buffer');
+  // A small view of a large buffer would keep the whole buffer alive while the LRU counts the view.
+  const big = noise(256 << 10, 3);
+  const view = big.subarray(1000, 2000);
+  const fromView = await put(view, true);
+  t.not(fromView!.buffer, big.buffer, 'a small view of a large buffer is copied');
+  t.equal(fromView!.byteLength, 1000);
+});

@@ -104,6 +104,9 @@ interface Pending {
   error?: unknown;
 }
 
+/** A read whose own chunks weigh this much (uncompressed) sends its on-miss fetches only once it has them. */
+const DEFER_ON_MISS_BYTES = 1 << 20;
+
 const DEFAULTS = {
   mergeGapBytes: 64 << 10,
   maxRequestBytes: 16 << 20,
@@ -202,10 +205,16 @@ export class ChunkFetcher {
         mine.push({ unit, d, used: 0 }); // read-ahead: no caller takes bytes from it now
         this.#figures.readAhead++;
       });
-      this.#track(this.#fill(layer, mine, opts));
+      const filling = this.#fill(layer, mine, opts);
+      this.#track(filling);
       if (opts.onMiss?.length) {
         // `used: 0`: nothing is read from these yet, so a cache hit is no byte served (the figures).
-        this.getChunks(layer, opts.onMiss.map((ref) => ({ ...ref, used: 0 }))).catch(() => {});
+        const fetchOnMiss = (): void => void this.getChunks(layer, opts.onMiss!.map((ref) => ({ ...ref, used: 0 }))).catch(() => {});
+        // Requests share the link. Next to a small read they cost it little; next to a large one (a
+        // library's first 4 MiB chunk) they would halve its rate, and the loader waits on that read.
+        const ownBytes = mine.reduce((n, p) => n + (p.used > 0 ? p.unit.size : 0), 0);
+        if (ownBytes >= DEFER_ON_MISS_BYTES) void filling.finally(fetchOnMiss);
+        else fetchOnMiss();
       }
     }
 
@@ -317,7 +326,7 @@ export class ChunkFetcher {
       toFetch.push({ key, span, d });
     }
     const maxOut = (key: string): number => Math.max(needs.get(key)!.need, this.#maxSpanOutput);
-    this.#readSpans(layer, toFetch, maxOut, (key) => needs.get(key)!.need, opts);
+    this.#readSpans(layer, toFetch, maxOut, (key) => needs.get(key)!.need, attempt, opts);
 
     const failed: Pending[] = [];
     await Promise.all(
@@ -355,6 +364,7 @@ export class ChunkFetcher {
     toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[],
     maxOut: (key: string) => number,
     need: (key: string) => number,
+    attempt: 1 | 2,
     opts: GetChunksOptions,
   ): void {
     if (toFetch.length === 0) return;
@@ -368,34 +378,53 @@ export class ChunkFetcher {
       else f.d.reject(err);
     };
     for (const req of requests) {
-      const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!);
+      // Each member span decompresses as soon as its bytes are in, not when the whole request is: a read
+      // that joined a large read-ahead or prefetch request waits for its own file, not for the tail.
+      const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!).sort((a, b) => a.span.end - b.span.end);
+      const started = new Set<(typeof members)[number]>();
+      const inflating: Promise<void>[] = [];
+      const inflate = (f: (typeof members)[number], bytes: Uint8Array): void => {
+        started.add(f);
+        const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
+        inflating.push(
+          layer.codec.decompressSpan(compressed, maxOut(f.key), need(f.key)).then(
+            (out) => settle(f, out),
+            (err: unknown) => settle(f, undefined, new BadBytes(`blob bytes [${f.span.start}, ${f.span.end}) do not decompress`, { cause: err })),
+          ),
+        );
+      };
+      let next = 0;
+      // Counted as the bytes come, so that a reader served from the head of a request sees it counted.
+      let counted = -1;
+      const count = (received: number): void => {
+        if (counted < 0) this.#count(layer, 'requests', 1);
+        if (received > counted) this.#count(layer, 'bytesFetched', received - Math.max(0, counted));
+        counted = Math.max(counted, received);
+      };
+      const onData = (received: number, bytes: Uint8Array): void => {
+        count(received);
+        // Members before `next` are under way. A retried read starts again from 0 in a new buffer: they
+        // keep the bytes they had, which were whole.
+        while (next < members.length && members[next]!.span.end - req.start <= received) inflate(members[next++]!, bytes);
+      };
       void (async () => {
         let bytes: Uint8Array;
         const startedMs = performance.now();
         try {
-          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal);
+          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData });
         } catch (err) {
-          for (const f of members) settle(f, undefined, err);
+          for (const f of members) if (!started.has(f)) settle(f, undefined, err);
           return;
         }
-        this.#count(layer, 'requests', 1);
-        this.#count(layer, 'bytesFetched', bytes.byteLength);
+        count(bytes.byteLength);
         publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length, startedMs, ms: performance.now() - startedMs });
         if (bytes.byteLength !== req.end - req.start) {
           const err = new BadBytes(`source answered ${bytes.byteLength} bytes for [${req.start}, ${req.end})`);
-          for (const f of members) settle(f, undefined, err);
+          for (const f of members) if (!started.has(f)) settle(f, undefined, err);
           return;
         }
-        await Promise.all(
-          members.map(async (f) => {
-            const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
-            try {
-              settle(f, await layer.codec.decompressSpan(compressed, maxOut(f.key), need(f.key)));
-            } catch (err) {
-              settle(f, undefined, new BadBytes(`blob bytes [${f.span.start}, ${f.span.end}) do not decompress`, { cause: err }));
-            }
-          }),
-        );
+        for (const f of members) if (!started.has(f)) inflate(f, bytes);
+        await Promise.all(inflating);
       })();
     }
   }

@@ -4,6 +4,7 @@
  */
 import { FormatError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
+import type { OnRangeData } from '../registry/blobs.js';
 import type { ByteRange, Descriptor, RepositoryRef } from '../registry/types.js';
 
 export type { ByteRange } from '../registry/types.js';
@@ -14,7 +15,17 @@ export interface RangeSource {
   /** The blob's size in bytes. */
   readonly size: number;
   /** Bytes [start, end) of the blob: exactly end - start of them, unverified. */
-  read(range: ByteRange, signal?: AbortSignal): Promise<Uint8Array>;
+  read(range: ByteRange, signal?: AbortSignal, opts?: RangeReadOptions): Promise<Uint8Array>;
+}
+
+export interface RangeReadOptions {
+  /** Called as the bytes arrive (registry/blobs.ts `OnRangeData`); a source may also call it only at the end. */
+  readonly onData?: OnRangeData;
+  /**
+   * Bytes from the blob itself, never from a buffer in front of it (preread-source.ts): the fetcher's
+   * second attempt after bytes failed their digest.
+   */
+  readonly fresh?: boolean;
 }
 
 /** Throws unless [start, end) is a non-empty range inside a blob of `size` bytes. */
@@ -35,9 +46,9 @@ export function registryBlobSource(
   return {
     id: digest,
     size,
-    async read(range, signal) {
+    async read(range, signal, opts) {
       checkRange(digest, size, range);
-      return client.readRange(repo, descriptor, range, signal ? { signal } : {});
+      return client.readRange(repo, descriptor, range, { ...(signal ? { signal } : {}), ...(opts?.onData ? { onData: opts.onData } : {}) });
     },
   };
 }

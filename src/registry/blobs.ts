@@ -112,6 +112,13 @@ function checkRange(digest: string, range: ByteRange, size: number | undefined):
 }
 
 /**
+ * Progress of a range read: `received` bytes of the range have arrived and are final in `bytes` (the
+ * buffer the read fills, and resolves with). A retried read starts again from 0 in a new buffer. Lets a
+ * caller use the head of a long range before its tail arrives.
+ */
+export type OnRangeData = (received: number, bytes: Uint8Array) => void;
+
+/**
  * Reads bytes [start, end) of a blob with one `Range: bytes=start-(end-1)` GET, retried on transient
  * failures. Returns exactly end - start bytes or throws. The bytes are not verified here: a range cannot
  * be checked against the blob digest, so callers verify what they decode (chunk digests).
@@ -122,6 +129,7 @@ export async function readRange(
   blob: Descriptor | string,
   range: ByteRange,
   signal?: AbortSignal,
+  onData?: OnRangeData,
 ): Promise<Uint8Array> {
   const digest = typeof blob === 'string' ? blob : blob.digest;
   parseDigest(digest);
@@ -143,7 +151,7 @@ export async function readRange(
         const what = `${describe(ctx)}: ${headers.range} not satisfiable${sizeNote(err.totalSize)}`;
         throw new TocfsError('PROTOCOL', what, { cause: err });
       }
-      return receiveRange(deps, opened, digest, range, size);
+      return receiveRange(deps, opened, digest, range, size, onData);
     },
     deps.hooks,
   );
@@ -159,6 +167,7 @@ async function receiveRange(
   digest: string,
   { start, end }: ByteRange,
   known: number | undefined,
+  onData: OnRangeData | undefined,
 ): Promise<Uint8Array> {
   const want = end - start;
   if (res.statusCode === 206) {
@@ -176,7 +185,7 @@ async function receiveRange(
       const asked = `bytes ${start}-${end - 1}${sizeNote(known)}`;
       throw new TocfsError('PROTOCOL', `${describe(ctx)}: asked for ${asked}, got ${got}`);
     }
-    return readExactly(res, want, ctx);
+    return readExactly(res, want, ctx, onData);
   }
   if (res.statusCode === 200) {
     // Quirk: a registry or cache that ignores Range sends the whole blob. JFrog Artifactory does
@@ -193,12 +202,12 @@ async function receiveRange(
       drop(res.body);
       throw new FormatError(`blob ${digest}: range [${start}, ${end}) is past its end (${size} bytes)`);
     }
-    return sliceOfWhole(res, start, end, size, ctx);
+    return sliceOfWhole(res, start, end, size, ctx, onData);
   }
   throw await statusError(ctx, res, `blob ${digest}`);
 }
 
-async function readExactly(res: HttpResponse, want: number, ctx: RequestContext): Promise<Uint8Array> {
+async function readExactly(res: HttpResponse, want: number, ctx: RequestContext, onData?: OnRangeData): Promise<Uint8Array> {
   const out = new Uint8Array(want);
   let got = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
@@ -208,6 +217,7 @@ async function readExactly(res: HttpResponse, want: number, ctx: RequestContext)
     }
     out.set(chunk, got);
     got += chunk.length;
+    onData?.(got, out);
   }
   if (got < want) throw new TransientError(`body ended after ${got} of ${want} bytes`, undefined, ctx);
   return out;
@@ -219,13 +229,17 @@ async function sliceOfWhole(
   end: number,
   size: number | undefined,
   ctx: RequestContext,
+  onData?: OnRangeData,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(end - start);
   let pos = 0;
   for await (const chunk of res.body as AsyncIterable<Buffer>) {
     const from = Math.max(start, pos);
     const to = Math.min(end, pos + chunk.length);
-    if (from < to) out.set(chunk.subarray(from - pos, to - pos), from - start);
+    if (from < to) {
+      out.set(chunk.subarray(from - pos, to - pos), from - start);
+      onData?.(to - start, out);
+    }
     pos += chunk.length;
     if (size !== undefined && pos > size) {
       drop(res.body);

@@ -8,7 +8,7 @@ import { InvalidOptionError } from '../errors.js';
 import { Authenticator, type CredentialLookup } from './auth.js';
 import { BlobLocator } from './blob-location.js';
 import { streamBlob } from './blob-stream.js';
-import { blobSize, readRange, type BlobDeps } from './blobs.js';
+import { blobSize, readRange, type BlobDeps, type OnRangeData } from './blobs.js';
 import { createDispatcher, type ProxyOptions, type RegistryDispatcher, type TimeoutOptions } from './dispatcher.js';
 import { fetchConfig, fetchManifest, resolveImage, type ManifestDeps, type ResolvedImage } from './manifests.js';
 import { hostPlatform } from './platform.js';
@@ -52,6 +52,11 @@ export interface RegistryClientOptions {
 
 export interface CallOptions {
   readonly signal?: AbortSignal;
+}
+
+export interface RangeCallOptions extends CallOptions {
+  /** Called as the body arrives: see blobs.ts `OnRangeData`. */
+  readonly onData?: OnRangeData;
 }
 
 const DEFAULT_USER_AGENT = 'tocfs/0.1';
@@ -130,8 +135,8 @@ export class RegistryClient {
    * Bytes [start, end) of a blob, exactly, or an error: the one range-read function. Not verified (a
    * range has no digest of its own); callers verify what they decode.
    */
-  readRange(repo: RepositoryRef, blob: Descriptor | string, range: ByteRange, opts: CallOptions = {}): Promise<Uint8Array> {
-    return readRange(this.#blobs, repo, blob, range, opts.signal);
+  readRange(repo: RepositoryRef, blob: Descriptor | string, range: ByteRange, opts: RangeCallOptions = {}): Promise<Uint8Array> {
+    return readRange(this.#blobs, repo, blob, range, opts.signal, opts.onData);
   }
 
   /**

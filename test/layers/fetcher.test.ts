@@ -11,6 +11,7 @@ import { recordChannels } from '../support/channels.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
 import { tempDir } from '../support/tmp.js';
 import { buildFakeBlob, fakeCodec, fakeLayer, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
+import type { ByteRange, RangeSource } from '../../src/layers/range-source.js';
 
 interface Rig {
   fb: FakeBlob;
@@ -296,4 +297,69 @@ t.test('a read inside one chunk is a view of the cached chunk; across chunks, a 
   const across = await layer.read('f', cs - 10, 20);
   t.not(across.buffer, a.buffer, 'a read across two chunks is assembled in its own buffer');
   t.same(Buffer.from(across), content.subarray(cs - 10, cs + 10));
+});
+
+/** A source over `blob` that hands out `head` bytes of each read through onData, then holds it on `gate`. */
+function trickleSource(blob: Uint8Array, head: (range: ByteRange) => number, gate: Promise<unknown>): RangeSource & { reads: ByteRange[] } {
+  const reads: ByteRange[] = [];
+  return {
+    id: 'sha256:' + 'cd'.repeat(32),
+    size: blob.length,
+    reads,
+    async read(range, _signal, opts) {
+      reads.push(range);
+      const bytes = Buffer.from(blob.subarray(range.start, range.end));
+      const first = Math.min(bytes.length, head(range));
+      if (first > 0) opts?.onData?.(first, bytes);
+      await gate;
+      opts?.onData?.(bytes.length, bytes);
+      return bytes;
+    },
+  };
+}
+
+t.test('a chunk whose bytes are in is served before the rest of its request arrives', async (t) => {
+  const a = noise(3000, 21);
+  const b = noise(3000, 22);
+  const fb = buildFakeBlob([{ path: 'a', content: a }, { path: 'b', content: b }]);
+  const entryA = fb.index.lookup('a')!;
+  const entryB = fb.index.lookup('b')!;
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const src = trickleSource(fb.blob, (r) => entryA.chunks[0]!.compressedEnd - r.start, gate);
+  const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 1 << 20 }) });
+  t.teardown(() => fetcher.close());
+  const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec, figures: { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 } };
+  // b rides along as read-ahead: one request for both.
+  const [got] = await fetcher.getChunks(layer, [{ entry: entryA, index: 0 }], undefined, { readAhead: [{ entry: entryB, index: 0 }] });
+  t.equal(src.reads.length, 1, 'one request for a and b');
+  t.same(Buffer.from(got!), a, 'a served while the request is still open');
+  t.equal(layer.figures!.requests, 1, 'the request counts as soon as bytes come');
+  open();
+  const [gotB] = await fetcher.getChunks(layer, [{ entry: entryB, index: 0 }]);
+  t.same(Buffer.from(gotB!), b);
+  t.equal(src.reads.length, 1, 'b came with the same request');
+  t.equal(layer.figures!.bytesFetched, src.reads[0]!.end - src.reads[0]!.start, 'every byte counted once');
+});
+
+t.test('a large read sends its on-miss fetches once it has its own bytes; a small one at once', async (t) => {
+  const big = noise(1 << 20, 23);
+  const small = noise(2000, 24);
+  const rest = noise(3000, 25);
+  const fb = buildFakeBlob([{ path: 'big', content: big }, { path: 'small', content: small }, { path: 'rest', content: rest }]);
+  for (const [path, deferred] of [['big', true], ['small', false]] as const) {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const src = trickleSource(fb.blob, () => 0, gate);
+    const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 8 << 20 }), mergeGapBytes: 0 });
+    t.teardown(() => fetcher.close());
+    const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec };
+    const reading = fetcher.getChunks(layer, [{ entry: fb.index.lookup(path)!, index: 0 }], undefined, { onMiss: [{ entry: fb.index.lookup('rest')!, index: 0 }] });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.equal(src.reads.length, deferred ? 1 : 2, `${path}: ${deferred ? 'only its own request while it waits' : 'the on-miss request goes out with it'}`);
+    open();
+    await reading;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    t.equal(src.reads.length, 2, `${path}: the on-miss request was sent`);
+  }
 });

@@ -125,6 +125,19 @@ for (const auth of ['none', 'basic', 'token'] as RegistryAuth[]) {
       }
       t.same(await collect(client.streamBlob(ref({}), layer)), images.layer);
       t.equal(client.stats().quirks.rangeIgnored, 0, 'distribution honours Range');
+
+      // onData: the head of a range is usable, and final, before its tail arrives.
+      const seen: number[] = [];
+      const whole = await client.readRange(ref({}), layer, { start: 0, end: size }, {
+        onData: (received, bytes) => {
+          t.ok(Buffer.from(bytes.subarray(0, received)).equals(images.layer.subarray(0, received)), `the first ${received} bytes are final`);
+          seen.push(received);
+        },
+      });
+      t.same(Buffer.from(whole), images.layer);
+      t.same([...seen].sort((a, b) => a - b), seen, 'received only grows');
+      t.equal(seen.at(-1), size, 'the last call has every byte');
+      t.ok(seen.length > 1, `the body came in ${seen.length} pieces, each reported`);
     });
 
     t.test('push a blob and a manifest, then read them back', async (t) => {

@@ -14,7 +14,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
 import { DigestMismatchError, FormatError, TocfsError } from '../errors.js';
-import { ESTARGZ_TOC_OFFSET_ANNOTATION } from '../formats/estargz/annotations.js';
+import { ESTARGZ_PREFETCH_END_ANNOTATION, ESTARGZ_TOC_OFFSET_ANNOTATION } from '../formats/estargz/annotations.js';
 import type { RegistryClient, ResolvedImage } from '../registry/client.js';
 import { digestOf } from '../registry/digest.js';
 import {
@@ -153,6 +153,7 @@ function estargzWritten(blob: EstargzLayer): WrittenLayer {
       [TOC_DIGEST_ANNOTATION]: blob.tocDigest,
       [UNCOMPRESSED_SIZE_ANNOTATION]: String(blob.uncompressedSize),
       [ESTARGZ_TOC_OFFSET_ANNOTATION]: String(blob.tocOffset),
+      ...(blob.prefetchEnd !== undefined ? { [ESTARGZ_PREFETCH_END_ANNOTATION]: String(blob.prefetchEnd) } : {}),
     },
   };
 }

@@ -81,6 +81,8 @@ export interface EncodedBlob {
   readonly uncompressedSize: number;
   readonly tocDigest: string;
   readonly tocOffset: number;
+  /** Where `.prefetch.landmark` starts: the prioritised files are the bytes before it. Absent without one. */
+  readonly prefetchEnd?: number;
 }
 
 interface OpenFile {
@@ -246,6 +248,9 @@ export class EstargzEncoder {
     await this.#emit(new Uint8Array(pad + 2 * BLOCK_SIZE));
     await this.#out.writeRaw(encodeFooter(tocOffset, 'estargz'));
     const { size, digest } = await this.#out.finish();
+    // A landmark with no file data before it (a layer without the prioritised files) leaves nothing to fetch.
+    const at = this.#entries.find((e) => e.name === PREFETCH_LANDMARK)?.offset;
+    const landmark = at !== undefined && this.#entries.some((e) => (e.type === 'reg' || e.type === 'chunk') && e.offset !== undefined && e.offset < at && e.name !== PREFETCH_LANDMARK) ? at : undefined;
     return {
       digest,
       size,
@@ -253,6 +258,7 @@ export class EstargzEncoder {
       uncompressedSize: this.#uncompressed,
       tocDigest,
       tocOffset,
+      ...(typeof landmark === 'number' && landmark > 0 ? { prefetchEnd: landmark } : {}),
     };
   }
 

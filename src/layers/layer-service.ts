@@ -2,7 +2,8 @@
  * The composition root of src/layers (STYLE.md item 13): stores, TOC cache and fetcher built in order,
  * disposed in reverse. One per daemon or command.
  */
-import { InvalidOptionError } from '../errors.js';
+import { FormatError, InvalidOptionError } from '../errors.js';
+import { estargzHintedPrefetchEnd } from '../formats/estargz/annotations.js';
 import { detectTocCodec, TOC_CODECS } from '../formats/estargz/codec.js';
 import type { TocCodec, TocLimits } from '../formats/toc.js';
 import type { RegistryClient, RegistryStats } from '../registry/client.js';
@@ -15,7 +16,8 @@ import { openFullLayer, type FullLayer, type FullLayerStats } from './full-layer
 import type { LayerStats, VerifiedLayer } from './layer.js';
 import { MemoryChunkStore } from './memory-store.js';
 import { hasLazyToc, openLayer, type TocDetector } from './open-layer.js';
-import { registryBlobSource } from './range-source.js';
+import { registryBlobSource, type RangeSource } from './range-source.js';
+import { prereadSource, type PrereadSource } from './preread-source.js';
 import { openTocCache, type TocCacheStats } from './toc-cache.js';
 import { offloadLargeSpans, ZstdWorkerPool } from './zstd-offload.js';
 
@@ -97,6 +99,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     ...(opts.maxRequestBytes !== undefined ? { maxRequestBytes: opts.maxRequestBytes } : {}),
   });
 
+  const prereads = new Set<PrereadSource>();
   const opened = new Map<string, VerifiedLayer>();
   const opening = new Map<string, Promise<VerifiedLayer>>();
   const fullOpened = new Map<string, FullLayer>();
@@ -105,8 +108,48 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   let closed: Promise<void> | undefined;
 
   async function doOpen(repo: RepositoryRef, descriptor: Descriptor): Promise<VerifiedLayer> {
-    const layer = await openLayer({
-      source: registryBlobSource(opts.client as Pick<RegistryClient, 'readRange'>, repo, descriptor),
+    const blob = registryBlobSource(opts.client as Pick<RegistryClient, 'readRange'>, repo, descriptor);
+    const preread = await prereadPrioritized(blob, descriptor);
+    let layer: VerifiedLayer;
+    try {
+      layer = await openWith(preread ?? blob, descriptor);
+    } catch (err) {
+      release(preread);
+      throw err;
+    }
+    opened.set(descriptor.digest, layer);
+    if (opts.prefetch !== false && !closed) layer.prefetchInBackground(() => release(preread));
+    else release(preread);
+    return layer;
+  }
+
+  /**
+   * The prioritised files of a layer `tocfs convert` optimized, read from the start while its TOC is
+   * fetched; undefined when there is no hint, no prefetch, or the layer was opened here before (its TOC is
+   * cached, and so, most likely, are its chunks).
+   */
+  async function prereadPrioritized(blob: RangeSource, descriptor: Descriptor): Promise<PrereadSource | undefined> {
+    let end;
+    try {
+      end = estargzHintedPrefetchEnd(descriptor.annotations, descriptor.size);
+    } catch (err) {
+      throw new FormatError(`layer ${descriptor.digest}: ${(err as Error).message}`, { cause: err });
+    }
+    if (end === undefined || opts.prefetch === false || closed || (await tocCache.has(descriptor.digest))) return undefined;
+    const preread = prereadSource(blob, end);
+    prereads.add(preread);
+    return preread;
+  }
+
+  function release(preread: PrereadSource | undefined): void {
+    if (!preread) return;
+    prereads.delete(preread);
+    preread.dispose();
+  }
+
+  async function openWith(source: RangeSource, descriptor: Descriptor): Promise<VerifiedLayer> {
+    return openLayer({
+      source,
       descriptor,
       codecs,
       detect: opts.detect ?? ((tail, size) => detectTocCodec(tail, size, { layer: descriptor.digest, codecs })),
@@ -115,9 +158,6 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       ...(opts.tailBytes !== undefined ? { tailBytes: opts.tailBytes } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
     });
-    opened.set(descriptor.digest, layer);
-    if (opts.prefetch !== false && !closed) layer.prefetchInBackground();
-    return layer;
   }
 
   async function doOpenFull(repo: RepositoryRef, descriptor: Descriptor): Promise<FullLayer> {
@@ -194,6 +234,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
     close() {
       closed ??= (async () => {
+        for (const p of prereads) p.dispose();
         await Promise.allSettled([...opening.values(), ...fullOpening.values()]);
         await Promise.allSettled([...fullOpened.values()].map((l) => l.close()));
         await fetcher.close();

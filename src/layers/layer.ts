@@ -167,9 +167,14 @@ export class VerifiedLayer implements ChunkLayer {
     return abortable(this.#prefetching, signal, 'prefetch');
   }
 
-  /** Starts `prefetch()` without waiting; a failure is published on `tocfs:prefetch:fail`. */
-  prefetchInBackground(): void {
-    this.prefetch().catch((error: unknown) => publish(prefetchFailChannel, { layer: this.digest, error }));
+  /**
+   * Starts `prefetch()` without waiting; a failure is published on `tocfs:prefetch:fail`. `settled` runs
+   * when it has succeeded or failed.
+   */
+  prefetchInBackground(settled?: () => void): void {
+    this.prefetch()
+      .catch((error: unknown) => publish(prefetchFailChannel, { layer: this.digest, error }))
+      .finally(settled);
   }
 
   stats(): LayerStats {

@@ -11,7 +11,7 @@
  * `tocfs:cache:corrupt`. TOCs are small and not counted in the chunk budget.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TocFormat, TocLocation } from '../formats/toc.js';
 import { digestHex } from './chunk-store.js';
@@ -103,6 +103,14 @@ export class TocCache {
 
   #path(hex: string): string {
     return join(this.#root, hex.slice(0, 2), hex);
+  }
+
+  /** Whether a TOC is cached for the layer (unchecked, not counted): the layer was opened here before. */
+  async has(layerDigest: string): Promise<boolean> {
+    return stat(this.#path(digestHex(layerDigest))).then(
+      () => true,
+      () => false,
+    );
   }
 
   async get(layerDigest: string): Promise<CachedToc | undefined> {

@@ -128,6 +128,7 @@ t.test('convert gzip + zstd + tar layers: annotations, diff_ids, and the same tr
     t.equal(layer.annotations?.['io.tocfs.estargz.toc-offset'], String(parseEstargzFooter(blob.subarray(-51), blob.length).tocOffset), `layer ${i} TOC offset hint`);
     t.equal(config.document.rootfs?.diff_ids[i], sha(tar), `layer ${i} diff_id is the sha256 of its tar`);
     t.equal(readAll(tar).records[0]?.header.path, '.no.prefetch.landmark');
+    t.equal(layer.annotations?.['io.tocfs.estargz.prefetch-end'], undefined, `layer ${i}: nothing prioritised, no prefetch-end hint`);
   }
   t.same(config.document['history'], JSON.parse(original.config.bytes.toString())['history'], 'history kept');
 
@@ -158,10 +159,16 @@ t.test('Docker schema2 source: Docker gzip layer type; --prioritize puts files b
   const { doc, mediaType } = await fetchManifest(client, dst);
   t.equal(mediaType, MEDIA_TYPES.docker.manifest);
   t.same(doc.layers.map((l) => l.mediaType), [MEDIA_TYPES.docker.layer.gzip, MEDIA_TYPES.docker.layer.gzip, MEDIA_TYPES.docker.layer.gzip]);
-  const first = readAll(gunzipSync(await blobBytes(client, dst, doc.layers[0]!))).records.map((r) => r.header.path);
+  const firstBlob = await blobBytes(client, dst, doc.layers[0]!);
+  const first = readAll(gunzipSync(firstBlob)).records.map((r) => r.header.path);
   t.same(first.slice(0, 3), ['etc/', 'etc/hello', '.prefetch.landmark'], 'layer 1: etc/hello and its parent first');
+  const entries = (JSON.parse(readToc(firstBlob).json.toString()) as { entries: { name: string; offset?: number }[] }).entries;
+  const landmark = entries.find((e) => e.name === '.prefetch.landmark')!.offset!;
+  t.ok(landmark > 0);
+  t.equal(doc.layers[0]!.annotations?.['io.tocfs.estargz.prefetch-end'], String(landmark), 'layer 1: the prefetch-end hint is where the landmark starts');
   const second = readAll(gunzipSync(await blobBytes(client, dst, doc.layers[1]!))).records.map((r) => r.header.path);
   t.equal(second[0], '.prefetch.landmark', 'a layer without the file: landmark first, nothing to prefetch');
+  t.equal(doc.layers[1]!.annotations?.['io.tocfs.estargz.prefetch-end'], undefined, 'and no prefetch-end hint');
 });
 
 t.test('usage errors: --prioritize with zstd-chunked, bad sizes, missing DST', async (t) => {

@@ -149,3 +149,35 @@ t.test('prefetch fetches everything before the landmark in one request, verified
   t.same(Buffer.from(await layer.read(cold[0]!.path, 0, cold[0]!.size)), contentBytes(cold[0]!));
   t.equal(blobTally(prefetchLayer.descriptor).requests, before + 1, 'a file after the landmark is fetched on demand');
 });
+
+t.test("tocfs's prefetch-end hint: the prioritised files are requested with the TOC, once, and not after a restart", async (t) => {
+  const { ESTARGZ_PREFETCH_END_ANNOTATION } = await import('../../src/formats/estargz/annotations.js');
+  // Where the landmark is: the layer opened without the hint.
+  const plain = await (await service(t, tempDir(t, 'cache-index'))).open(repo, prefetchLayer.descriptor);
+  const end = plain.index.prefetch!.end;
+  const hinted: Descriptor = { ...prefetchLayer.descriptor, annotations: { ...prefetchLayer.descriptor.annotations, [ESTARGZ_PREFETCH_END_ANNOTATION]: String(end) } };
+  const cacheDir = tempDir(t, 'cache-hint');
+  proxy.resetCounters();
+  const svc = await service(t, cacheDir, true);
+  const layer = await svc.open(repo, hinted);
+  const size = hinted.size;
+  const rangesNow = (): (string | undefined)[] => proxy.counters.requests.filter((r) => r.path === blobPath(hinted)).map((r) => r.range);
+  t.ok(rangesNow().includes(`bytes=0-${end - 1}`), `the head was asked for before the open returned (${rangesNow().join(', ')})`);
+  await layer.prefetch();
+  const data = rangesNow().filter((r) => r !== 'bytes=0-1' && !r?.endsWith(`-${size - 1}`));
+  t.same(data, [`bytes=0-${end - 1}`], 'the prefetch took the bytes read ahead: no request of its own');
+  const before = blobTally(hinted).requests;
+  for (const e of hot) t.same(Buffer.from(await layer.read(e.path, 0, e.size)), contentBytes(e));
+  t.equal(blobTally(hinted).requests, before, 'prefetched files need no request');
+  await svc.close();
+
+  proxy.resetCounters();
+  const again = await service(t, cacheDir, true);
+  const layer2 = await again.open(repo, hinted);
+  await layer2.prefetch();
+  t.same(rangesNow(), [], 'after a restart: TOC and chunks from the disk cache, nothing read ahead');
+
+  const bad: Descriptor = { ...hinted, annotations: { ...hinted.annotations, [ESTARGZ_PREFETCH_END_ANNOTATION]: String(size) } };
+  const fresh = await service(t, tempDir(t, 'cache-bad-hint'), true);
+  await t.rejects(fresh.open(repo, bad), { code: 'FORMAT', message: new RegExp(ESTARGZ_PREFETCH_END_ANNOTATION.replace(/\./g, '\\.')) });
+});

@@ -10,7 +10,7 @@
  *    own, in parallel with the one being read, so transfer, decompression and verification overlap.
  *  - the rest of a file opened at its start: a loader that reads an ELF header at 0 maps pages near the
  *    start and the end next, each a round trip of its own; a file of a few chunks is fetched whole, its
- *    other chunks in a request of their own in parallel, when the read at 0 goes to the source.
+ *    other chunks in the same request after the ones read, when the read at 0 goes to the source.
  *  - a directory that a workload keeps reading from: the second file of one directory that misses the
  *    caches warms the whole directory (its small files, up to a budget) in requests of their own, in
  *    parallel with the read; a directory whose small files are few bytes in all, already the first. Python imports a package's modules one after another, each a round trip on
@@ -108,9 +108,12 @@ export class ReadAhead {
         if (!entry.chunks[i]!.zeros) sequential.push({ entry, index: i });
       }
     }
-    const onMiss = offset === 0 && entry.size <= this.#wholeFileBytes ? this.#restOf(entry, refs) : [];
-    onMiss.push(...this.#directory(entry));
-    return { adjacent: this.#adjacent(entry.chunks[last.index]!.compressedEnd, entry), sequential, onMiss };
+    // The rest of a file read at 0 rides in the read's own request, after the chunks read: the fetcher
+    // hands the read its bytes as they arrive, and the rest follows on the same connection with no round
+    // trip of its own and no second request to share the link with.
+    const rest = offset === 0 && entry.size <= this.#wholeFileBytes ? this.#restOf(entry, refs) : [];
+    const lastFetched = rest.length > 0 ? entry.chunks[rest[rest.length - 1]!.index]! : entry.chunks[last.index]!;
+    return { adjacent: [...rest, ...this.#adjacent(lastFetched.compressedEnd, entry)], sequential, onMiss: this.#directory(entry) };
   }
 
   /** The chunks of `entry` that a read of `refs` does not fetch. */

@@ -175,13 +175,14 @@ t.test('reads served from the caches warm nothing (a prioritised layer moves no 
   t.equal(src.requests, 1, 'the second and third files were cached: no warm');
 });
 
-t.test('a file read at 0 is fetched whole, its other chunks in a parallel request; a large one is not', async (t) => {
+t.test('a file read at 0 is fetched whole, its other chunks after the one read in the same request; a large one is not', async (t) => {
   const { layer, src, fb } = await layerOf(t, [BIG], { adjacentBytes: 0, sequentialChunks: 0, wholeFileBytes: 64 << 10 });
   await layer.read('lib/big.so', 0, 64);
   await settle();
-  t.equal(src.requests, 2, 'the header, and the other 9 chunks in one request');
+  t.equal(src.requests, 1, 'the header and the other 9 chunks: one request');
+  t.same(src.reads[0], { start: fb.index.lookup('lib/big.so')!.chunks[0]!.compressedOffset, end: fb.index.lookup('lib/big.so')!.chunks.at(-1)!.compressedEnd }, 'the file, from its first chunk');
   t.same(Buffer.from(await layer.read('lib/big.so', 0, 1 << 20)), fb.contents.get('lib/big.so'));
-  t.equal(src.requests, 2, 'all of it was here');
+  t.equal(src.requests, 1, 'all of it was here');
 
   const small = await layerOf(t, [BIG], { adjacentBytes: 0, sequentialChunks: 0, wholeFileBytes: 4096 });
   await small.layer.read('lib/big.so', 0, 64);

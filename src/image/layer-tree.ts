@@ -3,6 +3,7 @@
  * (a layer with a TOC) and the full-layer reader (a layer streamed once and indexed) both satisfy it.
  */
 import type { TocEntry, TocFormat, TocIndex } from '../formats/toc.js';
+import type { LayerReadOptions } from '../layers/layer.js';
 
 /**
  * What the merged tree asks of a layer's index: a whole `TocIndex`, or an index listed one directory at a
@@ -13,13 +14,7 @@ export interface LayerIndex extends Pick<TocIndex, 'root' | 'lookup' | 'children
   readonly format: TocFormat | 'cvmfs' | 'cvmfs-flat';
 }
 
-export interface LayerReadOptions {
-  /**
-   * A prefetch's read (library-prefetch.ts), not a reader's: nothing it finds in a cache counts as bytes
-   * served (the figures), and it plans no read-ahead of its own. What it fetches still counts as fetched.
-   */
-  readonly background?: boolean;
-}
+export type { LayerReadOptions };
 
 export interface LayerTree {
   readonly digest: string;

@@ -16,13 +16,14 @@ import { TocfsError } from '../errors.js';
 import type { TocEntry, TocIndex } from '../formats/toc.js';
 import type { CvmfsDirIndex } from './cvmfs-index.js';
 import { CvmfsFileError, type CvmfsSource } from './cvmfs-source.js';
+import type { LayerReadOptions } from './layer.js';
 
 /** A layer as the registry serves it (a TOC layer or a whole layer); src/image's RegistryLayer is one. */
 export interface RegistryLayer {
   readonly digest: string;
   readonly index: TocIndex;
   readonly tocSource?: 'blob' | 'cache';
-  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array>;
+  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
 }
 
 export type LayerBytesSource = 'cvmfs' | 'cvmfs+registry' | 'registry';
@@ -93,7 +94,7 @@ export class CvmfsLayer {
     return this.index.listDir(path);
   }
 
-  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array> {
+  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.index.dir, entry.path), entry.size, offset, length);
@@ -170,7 +171,7 @@ export class CvmfsBackedLayer {
     this.#log = opts.log;
   }
 
-  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: { readonly background?: boolean }): Promise<Uint8Array> {
+  async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.#layerfs, entry.path), entry.size, offset, length);

@@ -31,6 +31,7 @@ import { DEFAULT_TOC_LIMITS, type RawTocEntry, type TocEntry, type TocIndex, typ
 import type { RegistryClient } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
+import type { LayerReadOptions } from './layer.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -117,7 +118,7 @@ export class FullLayer {
   }
 
   /** Bytes [offset, offset + length) of a regular file, clamped at its end; [] past it. */
-  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: { readonly background?: boolean } = {}): Promise<Uint8Array> {
+  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
     const entry = typeof target === 'string' ? this.index.lookup(target) : target;
     const name = typeof target === 'string' ? target : target.path;
     if (entry === undefined) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no entry ${JSON.stringify(name)}`);

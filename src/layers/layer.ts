@@ -14,6 +14,15 @@ import { blobOrder, NO_READ_AHEAD, ReadAhead, type ReadAheadPolicy } from './rea
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
 
+export interface LayerReadOptions {
+  /**
+   * A prefetch's read (src/image/library-prefetch.ts), not a reader's: nothing it finds in a cache counts
+   * as bytes served (the figures), and it plans no read-ahead of its own. What it fetches still counts as
+   * fetched.
+   */
+  readonly background?: boolean;
+}
+
 export interface LayerStats extends Readonly<FetchFigures> {
   readonly digest: string;
   readonly format: TocFormat;
@@ -111,7 +120,7 @@ export class VerifiedLayer implements ChunkLayer {
    * Whole chunks are fetched and cached, so a small file (one chunk) is read and cached whole. The result
    * may be a view of a cached chunk: callers must not change it.
    */
-  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: { readonly background?: boolean } = {}): Promise<Uint8Array> {
+  async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
     const entry = this.#entry(target);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionError('offset', `${offset} is not a byte offset`);
     if (!Number.isSafeInteger(length) || length < 0) throw new InvalidOptionError('length', `${length} is not a length`);

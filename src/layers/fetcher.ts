@@ -380,11 +380,10 @@ export class ChunkFetcher {
     for (const req of requests) {
       // Each member span decompresses as soon as its bytes are in, not when the whole request is: a read
       // that joined a large read-ahead or prefetch request waits for its own file, not for the tail.
+      // Sorted by end, so the members under way are always members[0, next).
       const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!).sort((a, b) => a.span.end - b.span.end);
-      const started = new Set<(typeof members)[number]>();
       const inflating: Promise<void>[] = [];
       const inflate = (f: (typeof members)[number], bytes: Uint8Array): void => {
-        started.add(f);
         const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
         inflating.push(
           layer.codec.decompressSpan(compressed, maxOut(f.key), need(f.key)).then(
@@ -403,8 +402,8 @@ export class ChunkFetcher {
       };
       const onData = (received: number, bytes: Uint8Array): void => {
         count(received);
-        // Members before `next` are under way. A retried read starts again from 0 in a new buffer: they
-        // keep the bytes they had, which were whole.
+        // A retried read starts again from 0 in a new buffer: the members under way keep the bytes they
+        // had, which were whole.
         while (next < members.length && members[next]!.span.end - req.start <= received) inflate(members[next++]!, bytes);
       };
       void (async () => {
@@ -413,17 +412,17 @@ export class ChunkFetcher {
         try {
           bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData });
         } catch (err) {
-          for (const f of members) if (!started.has(f)) settle(f, undefined, err);
+          for (const f of members.slice(next)) settle(f, undefined, err);
           return;
         }
         count(bytes.byteLength);
         publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length, startedMs, ms: performance.now() - startedMs });
         if (bytes.byteLength !== req.end - req.start) {
           const err = new BadBytes(`source answered ${bytes.byteLength} bytes for [${req.start}, ${req.end})`);
-          for (const f of members) if (!started.has(f)) settle(f, undefined, err);
+          for (const f of members.slice(next)) settle(f, undefined, err);
           return;
         }
-        for (const f of members) if (!started.has(f)) inflate(f, bytes);
+        for (const f of members.slice(next)) inflate(f, bytes);
         await Promise.all(inflating);
       })();
     }

@@ -249,8 +249,8 @@ export class EstargzEncoder {
     await this.#out.writeRaw(encodeFooter(tocOffset, 'estargz'));
     const { size, digest } = await this.#out.finish();
     // A landmark with no file data before it (a layer without the prioritised files) leaves nothing to fetch.
-    const at = this.#entries.find((e) => e.name === PREFETCH_LANDMARK)?.offset;
-    const landmark = at !== undefined && this.#entries.some((e) => (e.type === 'reg' || e.type === 'chunk') && e.offset !== undefined && e.offset < at && e.name !== PREFETCH_LANDMARK) ? at : undefined;
+    const landmark = this.#entries.find((e) => e.name === PREFETCH_LANDMARK)?.offset;
+    const prefetchEnd = landmark !== undefined && this.#entries.some((e) => (e.type === 'reg' || e.type === 'chunk') && e.offset !== undefined && e.offset < landmark) ? landmark : undefined;
     return {
       digest,
       size,
@@ -258,7 +258,7 @@ export class EstargzEncoder {
       uncompressedSize: this.#uncompressed,
       tocDigest,
       tocOffset,
-      ...(typeof landmark === 'number' && landmark > 0 ? { prefetchEnd: landmark } : {}),
+      ...(prefetchEnd !== undefined ? { prefetchEnd } : {}),
     };
   }
 

@@ -49,9 +49,9 @@ export interface LayerParts {
   readonly readAhead?: ReadAheadPolicy;
 }
 
-const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
-const PREFETCH_PIECE_BYTES = 2 << 20;
-const PREFETCH_PARALLEL = 2;
+export const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
+export const PREFETCH_PIECE_BYTES = 2 << 20;
+export const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
 
 export class UnverifiedLayer {

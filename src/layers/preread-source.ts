@@ -13,14 +13,15 @@
  * to the blob.
  */
 import { abortable } from './deferred.js';
+import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from './layer.js';
 import type { ByteRange, RangeSource, RangeReadOptions } from './range-source.js';
 
 export interface PrereadOptions {
-  /** Bytes per request. Default 2 MiB (the layer prefetch's piece). */
+  /** Bytes per request. Default: the layer prefetch's piece (2 MiB). */
   readonly pieceBytes?: number;
-  /** Requests at a time. Default 2. */
+  /** Requests at a time. Default: the layer prefetch's (2). */
   readonly parallel?: number;
-  /** Bytes read ahead at most, whatever the hint says. Default 64 MiB. */
+  /** Bytes read ahead at most, whatever the hint says. Default: the layer prefetch's region bound (64 MiB). */
   readonly maxBytes?: number;
 }
 
@@ -38,9 +39,9 @@ interface Piece {
 }
 
 export function prereadSource(inner: RangeSource, end: number, opts: PrereadOptions = {}): PrereadSource {
-  const pieceBytes = opts.pieceBytes ?? 2 << 20;
-  const parallel = opts.parallel ?? 2;
-  const headEnd = Math.min(end, inner.size, opts.maxBytes ?? 64 << 20);
+  const pieceBytes = opts.pieceBytes ?? PREFETCH_PIECE_BYTES;
+  const parallel = opts.parallel ?? PREFETCH_PARALLEL;
+  const headEnd = Math.min(end, inner.size, opts.maxBytes ?? DEFAULT_MAX_PREFETCH_BYTES);
   const stop = new AbortController();
   const pieces: Piece[] = [];
   for (let start = 0; start < headEnd; start += pieceBytes) {

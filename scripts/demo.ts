@@ -22,13 +22,13 @@ const cleanups: (() => unknown)[] = [];
 const owner = { teardown: (fn: () => unknown) => void cleanups.push(fn) } as unknown as Test;
 
 async function run(command: string, args: string[]): Promise<void> {
-  process.stdout.write(`\n$ ${command === process.execPath ? 'tocfs' : command} ${(command === process.execPath ? args.slice(1) : args).join(' ')}\n`);
+  process.stdout.write(`\n$ ${command === tocfs ? 'tocfs' : command} ${args.join(' ')}\n`);
   const child = spawn(command, args, { stdio: 'inherit' });
   const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
   if (code !== 0) throw new Error(`${command} ${args[0]} exited with ${code ?? signal}`);
 }
 
-const runTocfs = (...args: string[]) => run(process.execPath, [tocfs, ...args]);
+const runTocfs = (...args: string[]) => run(tocfs, args);
 
 async function waitForMount(mountpoint: string, daemon: ReturnType<typeof spawn>): Promise<void> {
   for (let i = 0; i < 200; i++) {
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   const mountpoint = `${work}/mnt`;
   const cacheDir = `${work}/cache`;
   process.stdout.write(`\n$ tocfs mount ${mountpoint} --cache-dir ${cacheDir} &\n`);
-  const daemon = spawn(process.execPath, [tocfs, 'mount', mountpoint, '--cache-dir', cacheDir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const daemon = spawn(tocfs, ['mount', mountpoint, '--cache-dir', cacheDir], { stdio: ['ignore', 'inherit', 'inherit'] });
   const exited = once(daemon, 'exit');
   cleanups.push(async () => {
     if (daemon.exitCode === null) {

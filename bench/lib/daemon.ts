@@ -3,7 +3,7 @@
 // torn down completely by stop().
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +28,12 @@ export interface RunningDaemon {
   stop(opts?: { keepCache?: boolean }): Promise<void>;
 }
 
+/** The node flags in the first line of bin/tocfs.js (`#!/usr/bin/env -S node FLAGS...`). */
+function shebangNodeFlags(): string[] {
+  const words = readFileSync(BIN, 'utf8').split('\n', 1)[0]!.split(/\s+/);
+  return words.slice(words.indexOf('node') + 1);
+}
+
 /** `TOCFS_BENCH_CPU_PROF=DIR`: every daemon writes a V8 CPU profile there (summarise with bench/cpu-profile.ts). */
 const CPU_PROF = process.env['TOCFS_BENCH_CPU_PROF'];
 /** `TOCFS_BENCH_TRACE=DIR`: every daemon writes its op timeline (src/fuse/op-trace.ts) to DIR/LABEL.jsonl. */
@@ -36,9 +42,13 @@ const TRACE = process.env['TOCFS_BENCH_TRACE'];
 export async function startDaemon(opts: { registryHost: string; cacheDir?: string; label?: string; log?: (l: string) => void }): Promise<RunningDaemon> {
   const mnt = mkdtempSync(join(tmpdir(), 'tocfs-bench-mnt-'));
   const cacheDir = opts.cacheDir ?? mkdtempSync(join(tmpdir(), 'tocfs-bench-cache-'));
+  const args = ['mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'];
+  // The bin runs itself as users run it (its shebang gives node the daemon's V8 flags); a CPU profile needs
+  // node's own flags, which NODE_OPTIONS refuses, so then node is called with the shebang's flags spelled out.
+  const [command, argv] = CPU_PROF ? [process.execPath, ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, ...shebangNodeFlags(), BIN, ...args]] : [BIN, args];
   const child: ChildProcess = spawn(
-    process.execPath,
-    [...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : []), BIN, 'mount', mnt, '--cache-dir', cacheDir, '--cache-size', String(8 * 2 ** 30), '--insecure-registry', opts.registryHost, '--no-cvmfs'],
+    command,
+    argv,
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: TRACE ? { ...process.env, TOCFS_TRACE: join(TRACE, `${opts.label ?? 'daemon'}-${Date.now()}.jsonl`) } : process.env,

@@ -32,8 +32,7 @@ function localCommand(line: string, mnt: string, cache: string): string[] {
   return line
     .replace(/^-/, '')
     .split(/\s+/)
-    .map((word) => word.replace('/opt/tocfs', repo).replace('/srv/tocfs', mnt).replace('/var/cache/tocfs', cache))
-    .map((word) => (word === '/usr/bin/node' ? process.execPath : word));
+    .map((word) => word.replace('/opt/tocfs', repo).replace('/srv/tocfs', mnt).replace('/var/cache/tocfs', cache));
 }
 
 async function waitMounted(mnt: string, child: ChildProcess): Promise<void> {
@@ -52,7 +51,8 @@ t.test('systemd-analyze verify accepts the unit', async (t) => {
     return;
   }
   const dir = tempDir(t, 'unit');
-  await writeFile(join(dir, 'tocfs.service'), await readFile(unitPath));
+  // verify checks that ExecStart's program exists: point the install path at this checkout.
+  await writeFile(join(dir, 'tocfs.service'), (await readFile(unitPath, 'utf8')).replaceAll('/opt/tocfs/', `${repo}/`));
   const { stdout, stderr } = await run('systemd-analyze', ['verify', join(dir, 'tocfs.service')]);
   t.equal(`${stdout}${stderr}`, '', 'no warnings');
 });
@@ -86,6 +86,9 @@ t.test("ExecStart mounts; SIGTERM unmounts and exits 0; after SIGKILL, ExecStopP
   const first = startDaemon();
   await waitMounted(mnt, first);
   t.match((await run('ls', [mnt])).stdout, /images/, 'the mount serves');
+  // The unit runs bin/tocfs.js itself, so its shebang's heap settings (bench/gib-throughput.ts) apply.
+  const argv = (await readFile(`/proc/${first.pid}/cmdline`, 'utf8')).split('\0');
+  t.ok(argv.includes('--initial-heap-size=64') && argv.includes('--single-threaded-gc'), `the daemon runs with the shebang's V8 flags: ${argv.join(' ')}`);
   first.kill('SIGTERM');
   const [code] = (await once(first, 'exit')) as [number | null];
   t.equal(code, 0, 'SIGTERM: exit 0');

@@ -11,7 +11,6 @@ import { recordChannels } from '../support/channels.js';
 import { recordingSource, type RecordingSource } from '../support/recording-source.js';
 import { tempDir } from '../support/tmp.js';
 import { buildFakeBlob, fakeCodec, fakeLayer, noise, type FakeBlob, type FakeFile } from './fake-blob.js';
-import type { ByteRange, RangeSource } from '../../src/layers/range-source.js';
 
 interface Rig {
   fb: FakeBlob;
@@ -299,25 +298,6 @@ t.test('a read inside one chunk is a view of the cached chunk; across chunks, a 
   t.same(Buffer.from(across), content.subarray(cs - 10, cs + 10));
 });
 
-/** A source over `blob` that hands out `head` bytes of each read through onData, then holds it on `gate`. */
-function trickleSource(blob: Uint8Array, head: (range: ByteRange) => number, gate: Promise<unknown>): RangeSource & { reads: ByteRange[] } {
-  const reads: ByteRange[] = [];
-  return {
-    id: 'sha256:' + 'cd'.repeat(32),
-    size: blob.length,
-    reads,
-    async read(range, _signal, opts) {
-      reads.push(range);
-      const bytes = Buffer.from(blob.subarray(range.start, range.end));
-      const first = Math.min(bytes.length, head(range));
-      if (first > 0) opts?.onData?.(first, bytes);
-      await gate;
-      opts?.onData?.(bytes.length, bytes);
-      return bytes;
-    },
-  };
-}
-
 t.test('a chunk whose bytes are in is served before the rest of its request arrives', async (t) => {
   const a = noise(3000, 21);
   const b = noise(3000, 22);
@@ -326,7 +306,8 @@ t.test('a chunk whose bytes are in is served before the rest of its request arri
   const entryB = fb.index.lookup('b')!;
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
-  const src = trickleSource(fb.blob, (r) => entryA.chunks[0]!.compressedEnd - r.start, gate);
+  const src = recordingSource(t, fb.blob);
+  src.inject({ fault: { headEnd: entryA.chunks[0]!.compressedEnd, gate } });
   const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 1 << 20 }) });
   t.teardown(() => fetcher.close());
   const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec, figures: { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 } };
@@ -350,7 +331,8 @@ t.test('a large read sends its on-miss fetches once it has its own bytes; a smal
   for (const [path, deferred] of [['big', true], ['small', false]] as const) {
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
-    const src = trickleSource(fb.blob, () => 0, gate);
+    const src = recordingSource(t, fb.blob);
+    src.inject({ fault: { gate } });
     const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 8 << 20 }), mergeGapBytes: 0 });
     t.teardown(() => fetcher.close());
     const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec };

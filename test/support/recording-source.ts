@@ -1,6 +1,7 @@
 // A fake RangeSource over bytes in memory, modelled on stargz `sampleBlob`: it records every range, FAILS
 // the test when a byte is fetched twice (unless told a refetch is expected), counts requests and bytes,
-// and injects faults: errors, delays, gates (hold a read until released) and corrupted bytes.
+// and injects faults: errors, delays, gates (hold a read until released), bodies that arrive in two parts,
+// and corrupted bytes.
 import type { Test } from 'tap';
 import type { ByteRange, RangeSource } from '../../src/layers/range-source.js';
 import { checkRange } from '../../src/layers/range-source.js';
@@ -10,6 +11,11 @@ export type Fault =
   | { readonly delayMs: number }
   /** The read waits for this promise before answering. */
   | { readonly gate: Promise<unknown> }
+  /**
+   * A body that arrives in two parts: the read reports its bytes up to blob offset `headEnd` through
+   * `onData` at once, then holds the rest until `gate` settles (and reports all of it).
+   */
+  | { readonly headEnd: number; readonly gate: Promise<unknown> }
   /** XOR 0xff into the byte at this blob offset, when the read covers it. */
   | { readonly corruptAt: number };
 
@@ -76,7 +82,7 @@ export function recordingSource(t: Test, blob: Uint8Array, opts: RecordingSource
       reads = [];
       bytes = 0;
     },
-    async read(range, signal) {
+    async read(range, signal, readOpts) {
       checkRange(id, blob.byteLength, range);
       const seen = overlaps(range);
       if (seen && !source.allowRefetch) {
@@ -94,7 +100,12 @@ export function recordingSource(t: Test, blob: Uint8Array, opts: RecordingSource
           r.hits++;
           if ('error' in f) throw f.error;
           if ('delayMs' in f) await new Promise((resolve) => setTimeout(resolve, f.delayMs));
-          if ('gate' in f) await f.gate;
+          if ('headEnd' in f) {
+            const head = Math.min(out.length, f.headEnd - range.start);
+            if (head > 0) readOpts?.onData?.(head, out);
+            await f.gate;
+            readOpts?.onData?.(out.length, out);
+          } else if ('gate' in f) await f.gate;
           if ('corruptAt' in f) out[f.corruptAt - range.start]! ^= 0xff;
         }
         signal?.throwIfAborted();

@@ -114,12 +114,12 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     try {
       layer = await openWith(preread ?? blob, descriptor);
     } catch (err) {
-      release(preread);
+      release(preread, 'dispose');
       throw err;
     }
     opened.set(descriptor.digest, layer);
-    if (opts.prefetch !== false && !closed) layer.prefetchInBackground(() => release(preread));
-    else release(preread);
+    if (opts.prefetch !== false && !closed) layer.prefetchInBackground(() => release(preread, 'finish'));
+    else release(preread, 'finish');
     return layer;
   }
 
@@ -141,10 +141,12 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     return preread;
   }
 
-  function release(preread: PrereadSource | undefined): void {
+  /** `finish`: its pieces under way still serve the reads waiting on them; `dispose`: everything stops. */
+  function release(preread: PrereadSource | undefined, how: 'finish' | 'dispose'): void {
     if (!preread) return;
     prereads.delete(preread);
-    preread.dispose();
+    if (how === 'finish') preread.finish();
+    else preread.dispose();
   }
 
   async function openWith(source: RangeSource, descriptor: Descriptor): Promise<VerifiedLayer> {

@@ -6,14 +6,16 @@
  * that wait was a third of an optimized start).
  *
  * The head is read in pieces, a few at a time, in blob order. A read inside pieces under way or done waits
- * for them instead of sending a request; a read of a piece not started yet starts it. Bytes are handed
- * out unverified, like any source's: the fetcher checks every chunk digest, and its second attempt asks
- * for `fresh` bytes, which always come from the blob. A piece whose every byte was handed out is let go,
- * as is everything on `dispose()` (the prefetch has run). A failed piece is no one's error: reads in it go
- * to the blob.
+ * for them instead of sending a request, and is told of their bytes as they arrive (`onData`: the fetcher
+ * inflates and verifies a chunk once its span is in, not when the 2 MiB piece ends); a read of a piece not
+ * started yet starts it. Bytes are handed out unverified, like any source's: the fetcher checks every chunk
+ * digest, and its second attempt asks for `fresh` bytes, which always come from the blob. A piece whose
+ * every byte was handed out is let go, as is every piece once the layer's prefetch has run (`finish()`).
+ * A failed piece is no one's error: reads in it go to the blob, unless it had given them all their bytes.
  */
 import { abortable } from './deferred.js';
 import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from './layer.js';
+import type { OnRangeData } from '../registry/blobs.js';
 import type { ByteRange, RangeSource, RangeReadOptions } from './range-source.js';
 
 export interface PrereadOptions {
@@ -26,7 +28,12 @@ export interface PrereadOptions {
 }
 
 export interface PrereadSource extends RangeSource {
-  /** Stops what is not fetched yet and lets every piece go; later reads go to the blob. Idempotent. */
+  /**
+   * The layer's prefetch has run: no piece starts any more and every piece is let go, those under way once
+   * they are in (a read waiting on one still gets it). Later reads go to the blob.
+   */
+  finish(): void;
+  /** Stops everything, pieces under way included, and lets every piece go (the layer service closes). Idempotent. */
   dispose(): void;
 }
 
@@ -34,6 +41,11 @@ interface Piece {
   readonly start: number;
   readonly end: number;
   bytes: Promise<Uint8Array> | undefined;
+  /** The head of the piece as it arrives: `received` bytes are final in `partial` (OnRangeData). */
+  received: number;
+  partial: Uint8Array | undefined;
+  /** Reads waiting in this piece that want its progress. */
+  readonly watchers: Set<() => void>;
   handedOut: number;
   state: 'waiting' | 'reading' | 'done' | 'gone';
 }
@@ -45,23 +57,28 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
   const stop = new AbortController();
   const pieces: Piece[] = [];
   for (let start = 0; start < headEnd; start += pieceBytes) {
-    pieces.push({ start, end: Math.min(headEnd, start + pieceBytes), bytes: undefined, handedOut: 0, state: 'waiting' });
+    pieces.push({ start, end: Math.min(headEnd, start + pieceBytes), bytes: undefined, received: 0, partial: undefined, watchers: new Set(), handedOut: 0, state: 'waiting' });
   }
   let running = 0;
+  let finished = false;
 
   const begin = (p: Piece): void => {
     if (p.state !== 'waiting') return;
     p.state = 'reading';
     running++;
-    p.bytes = inner.read({ start: p.start, end: p.end }, stop.signal);
+    const onData = (received: number, partial: Uint8Array): void => {
+      p.received = received;
+      p.partial = partial;
+      for (const watch of p.watchers) watch();
+    };
+    p.bytes = inner.read({ start: p.start, end: p.end }, stop.signal, { onData });
     p.bytes.then(
       () => {
-        if (p.state === 'reading') p.state = 'done';
+        if (p.state !== 'reading') return;
+        if (finished) letGo(p);
+        else p.state = 'done';
       },
-      () => {
-        p.state = 'gone';
-        p.bytes = undefined;
-      },
+      () => letGo(p),
     );
     void p.bytes.catch(() => {}).finally(() => {
       running--;
@@ -70,13 +87,14 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
   };
   const next = (): void => {
     for (const p of pieces) {
-      if (running >= parallel || stop.signal.aborted) return;
+      if (running >= parallel || finished || stop.signal.aborted) return;
       begin(p);
     }
   };
   const letGo = (p: Piece): void => {
     p.state = 'gone';
     p.bytes = undefined;
+    p.partial = undefined;
   };
 
   next();
@@ -88,12 +106,19 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
       const mine = readOpts?.fresh || range.end > headEnd ? [] : pieces.filter((p) => p.start < range.end && p.end > range.start);
       if (mine.length === 0 || mine.some((p) => p.state === 'gone')) return inner.read(range, signal, readOpts);
       for (const p of mine) begin(p);
+      const watching = readOpts?.onData ? watch(mine, range, readOpts.onData) : undefined;
       let parts: Uint8Array[];
       try {
         parts = await abortable(Promise.all(mine.map((p) => p.bytes!)), signal, 'read ahead of the TOC');
       } catch (err) {
         if (signal?.aborted) throw err;
-        return inner.read(range, signal, readOpts); // a piece failed: the blob, as if it had never been read ahead
+        const whole = watching?.whole();
+        if (whole) return whole; // every byte was in before the piece failed
+        // A piece failed: the blob, as if it had never been read ahead. What was reported stays true
+        // (OnRangeData: a retried read starts again from 0 in a new buffer).
+        return inner.read(range, signal, readOpts);
+      } finally {
+        watching?.stop();
       }
       const out = mine.length === 1 ? undefined : new Uint8Array(range.end - range.start);
       let view: Uint8Array | undefined;
@@ -108,9 +133,61 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
       });
       return out ?? view!;
     },
+    finish() {
+      finished = true;
+      for (const p of pieces) if (p.state !== 'reading') letGo(p);
+    },
     dispose() {
+      finished = true;
       stop.abort();
       for (const p of pieces) letGo(p);
     },
+  };
+}
+
+/**
+ * Reports the head of `range` to `onData` as the pieces under it arrive: the bytes up to the first piece
+ * still short of its part of the range. One piece lends a view of its own buffer; a range over several is
+ * gathered into one buffer as they come. `whole()` is the range once every byte of it was reported.
+ */
+function watch(mine: readonly Piece[], range: ByteRange, onData: OnRangeData): { stop(): void; whole(): Uint8Array | undefined } {
+  const single = mine.length === 1;
+  const out = single ? undefined : new Uint8Array(range.end - range.start);
+  // How far each piece's part was copied into `out`, and from which buffer (a retried piece has a new one).
+  const copied = mine.map(() => ({ upTo: 0, from: undefined as Uint8Array | undefined }));
+  let reported = 0;
+  let lastView: Uint8Array | undefined;
+  const update = (): void => {
+    let head = 0;
+    let view: Uint8Array | undefined;
+    for (const [k, p] of mine.entries()) {
+      const from = Math.max(range.start, p.start);
+      const to = Math.min(range.end, p.end);
+      const have = p.partial === undefined ? from : Math.min(to, p.start + p.received);
+      if (have <= from) break;
+      if (single) {
+        view = p.partial!.subarray(range.start - p.start, range.end - p.start);
+      } else {
+        const c = copied[k]!;
+        if (c.from !== p.partial) c.upTo = from;
+        c.from = p.partial;
+        if (have > c.upTo) out!.set(p.partial!.subarray(c.upTo - p.start, have - p.start), c.upTo - range.start);
+        c.upTo = Math.max(c.upTo, have);
+      }
+      head = have - range.start;
+      if (have < to) break;
+    }
+    if (head <= reported) return;
+    reported = head;
+    lastView = single ? view! : out!;
+    onData(head, lastView);
+  };
+  for (const p of mine) p.watchers.add(update);
+  update();
+  return {
+    stop() {
+      for (const p of mine) p.watchers.delete(update);
+    },
+    whole: () => (reported === range.end - range.start ? lastView : undefined),
   };
 }

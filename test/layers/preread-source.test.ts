@@ -1,5 +1,6 @@
 // The head of a blob read before anyone asks (preread-source.ts): reads inside it wait for the pieces under
-// way instead of sending requests, a piece not started yet starts on demand, `fresh` reads and reads past
+// way instead of sending requests and are told of their bytes as they arrive, a piece not started yet
+// starts on demand, `fresh` reads and reads past
 // the head go to the blob, a failed piece is no one's error, and nothing is kept or fetched after dispose.
 import t from 'tap';
 import { prereadSource } from '../../src/layers/preread-source.js';
@@ -78,4 +79,64 @@ t.test('dispose stops the pieces not started; the head is bounded', async (t) =>
   const bounded = prereadSource(src2, 10_000, { pieceBytes: 2000, parallel: 8, maxBytes: 3000 });
   t.same(src2.reads, [{ start: 0, end: 2000 }, { start: 2000, end: 3000 }], 'no more than maxBytes, whatever the hint says');
   bounded.dispose();
+});
+
+t.test('a read in pieces under way is told of their bytes as they arrive', async (t) => {
+  const src = recordingSource(t, blob);
+  let openFirst!: () => void;
+  let openSecond!: () => void;
+  const first = new Promise<void>((resolve) => (openFirst = resolve));
+  const second = new Promise<void>((resolve) => (openSecond = resolve));
+  src.inject({ fault: { headEnd: 600, gate: first }, match: (r) => r.start === 0 });
+  src.inject({ fault: { headEnd: 1300, gate: second }, match: (r) => r.start === 1000 });
+  const p = prereadSource(src, 2000, { pieceBytes: piece, parallel: 2 });
+  const seen = (calls: [number, Buffer][]) => (received: number, bytes: Uint8Array) => void calls.push([received, Buffer.from(bytes.subarray(0, received))]);
+  const insideCalls: [number, Buffer][] = [];
+  const acrossCalls: [number, Buffer][] = [];
+  const inside = p.read({ start: 100, end: 900 }, undefined, { onData: seen(insideCalls) });
+  const across = p.read({ start: 900, end: 1400 }, undefined, { onData: seen(acrossCalls) });
+  t.same(insideCalls, [[500, slice(100, 600)]], "the head of the first piece, before the piece's end");
+  t.same(acrossCalls, [], 'nothing yet for a range whose first bytes have not come');
+  openFirst();
+  t.same(Buffer.from(await inside), slice(100, 900));
+  t.same(insideCalls.at(-1), [800, slice(100, 900)]);
+  t.same(acrossCalls.at(-1), [400, slice(900, 1300)], 'the first piece whole and the head of the second, gathered in order');
+  openSecond();
+  t.same(Buffer.from(await across), slice(900, 1400));
+  t.same(acrossCalls.at(-1), [500, slice(900, 1400)]);
+  const grew = (calls: [number, Buffer][]) => calls.every(([n], k) => k === 0 || n > calls[k - 1]![0]);
+  t.ok(grew(insideCalls) && grew(acrossCalls), 'every report is longer than the last');
+  t.equal(src.requests, 2, 'no request beyond the pieces');
+  p.dispose();
+});
+
+t.test('finish: no piece starts any more, a piece under way still serves the reads waiting on it', async (t) => {
+  const src = recordingSource(t, blob);
+  let open!: () => void;
+  src.inject({ fault: { gate: new Promise<void>((resolve) => (open = resolve)) }, times: 1 });
+  const p = prereadSource(src, 3000, { pieceBytes: piece, parallel: 1 });
+  const waiting = p.read({ start: 200, end: 300 });
+  p.finish();
+  open();
+  t.same(Buffer.from(await waiting), slice(200, 300), 'served by the piece under way at finish');
+  t.same(src.reads, [{ start: 0, end: 1000 }], 'and no piece started after it');
+  t.same(Buffer.from(await p.read({ start: 1200, end: 1300 })), slice(1200, 1300));
+  t.same(src.reads.at(-1), { start: 1200, end: 1300 }, 'after finish: the blob');
+  p.dispose();
+});
+
+t.test('a piece that fails after handing a read all its bytes: the read keeps them, no request', async (t) => {
+  const src = recordingSource(t, blob);
+  let fail!: (err: Error) => void;
+  const gate = new Promise<void>((_resolve, reject) => (fail = reject));
+  gate.catch(() => {});
+  src.inject({ fault: { headEnd: 800, gate }, match: (r) => r.start === 0 });
+  const p = prereadSource(src, 1000, { pieceBytes: piece, parallel: 1 });
+  const reports: number[] = [];
+  const read = p.read({ start: 100, end: 700 }, undefined, { onData: (received) => void reports.push(received) });
+  fail(new Error('connection reset after 800 bytes'));
+  t.same(Buffer.from(await read), slice(100, 700));
+  t.same(reports, [600]);
+  t.equal(src.requests, 1, 'no request for bytes already in');
+  p.dispose();
 });

@@ -39,6 +39,8 @@ export function normalizePath(name: string, limits: ResolvedTocLimits): string {
   // Cheap bound before splitting a hostile multi-megabyte name.
   if (name.length > 2 * limits.maxPathLength + 2) throw new FieldError(`name is longer than ${limits.maxPathLength} bytes`);
   if (name.includes('\0')) throw new FieldError('name contains a NUL byte');
+  const clean = alreadyClean(name, limits);
+  if (clean !== undefined) return clean;
   const parts = name.split('/');
   const kept: string[] = [];
   for (const part of parts) {
@@ -55,6 +57,20 @@ export function normalizePath(name: string, limits: ResolvedTocLimits): string {
   return path;
 }
 
+/**
+ * The common case without splitting: a relative name with no empty, `.` or `..` component (a directory's
+ * one trailing `/` is dropped), short enough that its UTF-8 length (at most 3 bytes per UTF-16 unit) needs
+ * no counting. A TOC decode runs on the daemon's critical path at first lookup, once per entry.
+ */
+function alreadyClean(name: string, limits: ResolvedTocLimits): string | undefined {
+  const path = name.endsWith('/') ? name.slice(0, -1) : name;
+  if (path === '' || path === '.' || path.startsWith('/') || path.startsWith('./') || path.endsWith('/') || path.endsWith('/.')) return undefined;
+  if (path.includes('//') || path.includes('/./') || path.includes('..') || path.length * 3 > limits.maxPathLength) return undefined;
+  let depth = 1;
+  for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) depth++;
+  return depth > limits.maxPathDepth ? undefined : path;
+}
+
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|([+-])(\d{2}):(\d{2}))$/;
 
 /**
@@ -64,6 +80,19 @@ const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))
  */
 export function parseModtime(text: string | undefined): number {
   if (text === undefined || text === '') return 0;
+  // A layer's entries share few times (one per package build, or one for the whole image).
+  const known = parsedModtimes.get(text);
+  if (known !== undefined) return known;
+  const ms = parseRfc3339(text);
+  if (parsedModtimes.size >= MODTIMES_KEPT) parsedModtimes.clear();
+  parsedModtimes.set(text, ms);
+  return ms;
+}
+
+const MODTIMES_KEPT = 4096;
+const parsedModtimes = new Map<string, number>();
+
+function parseRfc3339(text: string): number {
   const m = RFC3339.exec(text);
   if (!m) throw new FieldError(`modtime ${JSON.stringify(text.slice(0, 64))} is not RFC 3339`);
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];

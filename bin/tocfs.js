@@ -2,7 +2,7 @@
 // The daemon's heap is small (~10 MB) while it moves hundreds of MB/s through Buffers; with V8's default
 // initial heap it ran a full mark-compact every ~50 ms of a sequential read, about a fifth of its CPU.
 // A 64 MB initial heap and a GC on the JS thread alone (no marking threads competing on a small node) cut a
-// cold 1 GiB read from ~12 to ~8.5 CPU-s (bench/gib-throughput.ts). Run this file, not `node` on it, to get them.
+// cold 1 GiB read from ~12 to ~9 CPU-s (bench/gib-throughput.ts). Run this file, not `node` on it, to get them.
 import { main } from '../dist/cli/main.js';
 
 process.exitCode = await main(process.argv.slice(2));

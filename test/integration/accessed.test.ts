@@ -3,15 +3,13 @@
 // --prioritize-from` of that list writes them (with their parents) before `.prefetch.landmark`.
 // The stats CLI runs in a child process: getfattr on a mount served by this process's JS thread must not
 // block it.
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/registry/reference.js';
-import { runTocfs } from '../support/cli.js';
+import { runTocfs, runTocfsChild } from '../support/cli.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
 import { pushImage } from '../support/push.js';
@@ -19,20 +17,6 @@ import { startRegistry } from '../support/registry.js';
 import { dir, file, symlink } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
 import { readAll } from '../convert/tar-vectors.js';
-
-const RUNNER = fileURLToPath(new URL('../support/tocfs-src.ts', import.meta.url));
-
-function tocfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 t.test('stats --accessed lists the files read, first read first; convert --prioritize-from puts them first', async (t) => {
   const work = tempDir(t, 'accessed');
@@ -59,33 +43,33 @@ t.test('stats --accessed lists the files read, first read first; convert --prior
   const rel = `images/${reg.host}/opt/app:v1`;
   const root = join(mnt, rel);
 
-  const before = await tocfs(['stats', mnt, '--accessed', rel]);
-  t.equal(before.code, 0, before.stderr);
-  t.equal(before.stdout, '', 'nothing read yet');
+  const before = await runTocfsChild(['stats', mnt, '--accessed', rel]);
+  t.equal(before.code, 0, before.err);
+  t.equal(before.text, '', 'nothing read yet');
 
   t.equal(await readFile(join(root, 'b/three'), 'utf8'), 'three\n');
   t.equal(await readFile(join(root, 'a/one'), 'utf8'), 'one\n');
   t.equal(await readFile(join(root, 'b/three'), 'utf8'), 'three\n', 'read again');
   t.equal((await readFile(join(root, 'c/link'))).length, 300_000, 'through a symlink: the target is read');
 
-  const listed = await tocfs(['stats', mnt, '--accessed', rel]);
-  t.equal(listed.code, 0, listed.stderr);
-  t.equal(listed.stdout, '/b/three\n/a/one\n/c/four\n', 'each file once, in first-read order');
+  const listed = await runTocfsChild(['stats', mnt, '--accessed', rel]);
+  t.equal(listed.code, 0, listed.err);
+  t.equal(listed.text, '/b/three\n/a/one\n/c/four\n', 'each file once, in first-read order');
   for (const form of [root, `${reg.host}/opt/app:v1`]) {
-    const r = await tocfs(['stats', mnt, '--accessed', form, '--json']);
-    t.same(JSON.parse(r.stdout), ['/b/three', '/a/one', '/c/four'], `IMAGE_DIR given as ${form}`);
+    const r = await runTocfsChild(['stats', mnt, '--accessed', form, '--json']);
+    t.same(JSON.parse(r.text), ['/b/three', '/a/one', '/c/four'], `IMAGE_DIR given as ${form}`);
   }
-  const bad = await tocfs(['stats', mnt, '--accessed', 'images']);
+  const bad = await runTocfsChild(['stats', mnt, '--accessed', 'images']);
   t.equal(bad.code, 1, 'a directory that is no image root is refused');
-  t.match(bad.stderr, /is not an image root of a tocfs mount/);
+  t.match(bad.err, /is not an image root of a tocfs mount/);
 
-  const figures = JSON.parse((await tocfs(['stats', mnt, '--json'])).stdout) as { fuse_ops: { read: number; lookup: number } };
+  const figures = JSON.parse((await runTocfsChild(['stats', mnt, '--json'])).text) as { fuse_ops: { read: number; lookup: number } };
   t.ok(figures.fuse_ops.read >= 3, `FUSE reads counted: ${JSON.stringify(figures.fuse_ops)}`);
   t.ok(figures.fuse_ops.lookup >= 5, 'and lookups');
-  t.match((await tocfs(['stats', mnt])).stdout, /fuse_ops +lookup=\d+ readdir=\d+ read=\d+ xattrs=\d+/);
+  t.match((await runTocfsChild(['stats', mnt])).text, /fuse_ops +lookup=\d+ readdir=\d+ read=\d+ xattrs=\d+/);
 
   const list = join(work, 'accessed.txt');
-  await writeFile(list, `# recorded by tocfs stats --accessed\n${listed.stdout}\n`);
+  await writeFile(list, `# recorded by tocfs stats --accessed\n${listed.text}\n`);
   const dst = `${reg.host}/opt/app:optimized`;
   const conv = await runTocfs(['convert', `${reg.host}/opt/app:v1`, dst, '--prioritize-from', list]);
   t.equal(conv.code, 0, conv.err);

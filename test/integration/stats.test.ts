@@ -1,11 +1,11 @@
 // `tocfs stats MNT` against a real mount (DESIGN.md §1.1, §1.4): an image of one plain gzip layer (read
 // whole: a FullLayer) under one eStargz layer, pushed to a real registry and mounted by `createDaemon`. The
 // CLI runs in a child process (`getfattr` on a mount served by this process's JS thread must not block it).
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { runTocfsChild } from '../support/cli.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
@@ -14,7 +14,6 @@ import { startRegistry } from '../support/registry.js';
 import { dir, file } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
 
-const RUNNER = fileURLToPath(new URL('../support/tocfs-src.ts', import.meta.url));
 const BIG = 3 * 2 ** 20 + 777;
 
 interface Figures {
@@ -25,23 +24,10 @@ interface Figures {
   layers: Record<string, { format: string; tocSource: string; fetchedRatio: number; bytesFetched: number; bytesCache: number; blobBytes: number }>;
 }
 
-/** `tocfs ARGS...` from the sources in a child process. */
-function tocfs(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
 async function figures(t: Test, path: string): Promise<Figures> {
-  const r = await tocfs(['stats', path, '--json']);
-  t.equal(r.code, 0, `tocfs stats ${path} --json exits 0 ${r.stderr}`);
-  return JSON.parse(r.stdout) as Figures;
+  const r = await runTocfsChild(['stats', path, '--json']);
+  t.equal(r.code, 0, `tocfs stats ${path} --json exits 0 ${r.err}`);
+  return JSON.parse(r.text) as Figures;
 }
 
 t.test('tocfs stats shows what a read moved, and what the caches served', async (t) => {
@@ -61,9 +47,9 @@ t.test('tocfs stats shows what a read moved, and what the caches served', async 
 
   const { mnt } = await mountDaemon(t, 'stats');
 
-  const notMount = await tocfs(['stats', work]);
+  const notMount = await runTocfsChild(['stats', work]);
   t.equal(notMount.code, 1, 'a plain directory is refused');
-  t.match(notMount.stderr, /is not a tocfs mount/);
+  t.match(notMount.err, /is not a tocfs mount/);
 
   const root = join(mnt, 'images', reg.host, 'stats/img:v1');
   t.equal((await readFile(join(root, 'etc/os-release'), 'utf8')), 'ID=test\n', 'the gzip layer reads');
@@ -104,11 +90,11 @@ t.test('tocfs stats shows what a read moved, and what the caches served', async 
   const onRoot = await figures(t, root);
   t.same(Object.keys(onRoot.layers).sort(), [full.digest, lazy.digest].sort(), 'an image root lists its own layers');
 
-  const human = await tocfs(['stats', mnt]);
+  const human = await runTocfsChild(['stats', mnt]);
   t.equal(human.code, 0);
-  t.match(human.stdout, /bytes_fetched\s+\d+ B/);
-  t.match(human.stdout, /bytes_cache\s+\d+ B/);
-  t.match(human.stdout, /requests\s+\d+/);
-  t.match(human.stdout, new RegExp(`${lazy.digest.slice(0, 19)}\\s+estargz-gzip\\s+blob\\s+\\d+\\.\\d%`));
-  t.match(human.stdout, new RegExp(`${full.digest.slice(0, 19)}\\s+tar\\s+blob\\s+100\\.0%`));
+  t.match(human.text, /bytes_fetched\s+\d+ B/);
+  t.match(human.text, /bytes_cache\s+\d+ B/);
+  t.match(human.text, /requests\s+\d+/);
+  t.match(human.text, new RegExp(`${lazy.digest.slice(0, 19)}\\s+estargz-gzip\\s+blob\\s+\\d+\\.\\d%`));
+  t.match(human.text, new RegExp(`${full.digest.slice(0, 19)}\\s+tar\\s+blob\\s+100\\.0%`));
 });

@@ -1,8 +1,9 @@
 // Runs the tocfs CLI for tests: in-process through `main` with captured streams (fast, and the registry
-// fakes of the test stay reachable), or as the installed bin in a child process, for what only a real
-// process has: its environment (DOCKER_CONFIG, NODE_EXTRA_CA_CERTS) and its exit code.
-import { spawn } from 'node:child_process';
-import { Writable } from 'node:stream';
+// fakes of the test stay reachable), or in a child process, for what only a real process has: its
+// environment (DOCKER_CONFIG, NODE_EXTRA_CA_CERTS), its exit code, or calls into a FUSE mount that this
+// process may be serving (`tocfs stats`).
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { Writable, type Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { main } from '../../src/cli/main.js';
 
@@ -36,11 +37,20 @@ export async function runTocfs(args: string[]): Promise<CliResult> {
 }
 
 const BIN = fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
+const FROM_SOURCES = fileURLToPath(new URL('./tocfs-src.ts', import.meta.url));
 
 /** `bin/tocfs.js ARGS...` in a child process with exactly `env`. */
 export function runTocfsBin(args: string[], env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return collect(spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** `tocfs ARGS...` from the sources (no build needed) in a child process, e.g. `stats` on a mount. */
+export function runTocfsChild(args: string[]): Promise<CliResult> {
+  return collect(spawn(process.execPath, ['--import', 'tsx', FROM_SOURCES, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+function collect(child: ChildProcessByStdio<null, Readable, Readable>): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));

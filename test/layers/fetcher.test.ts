@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap';
 import { DigestMismatchError, TocfsError } from '../../src/errors.js';
 import type { TocEntry } from '../../src/formats/toc.js';
+import { deferred } from '../../src/layers/deferred.js';
 import { openDiskStore } from '../../src/layers/disk-store.js';
 import { ChunkFetcher, type ChunkLayer, type ChunkRef, type FetcherOptions } from '../../src/layers/fetcher.js';
 import type { VerifiedLayer } from '../../src/layers/layer.js';
@@ -304,10 +305,9 @@ t.test('a chunk whose bytes are in is served before the rest of its request arri
   const fb = buildFakeBlob([{ path: 'a', content: a }, { path: 'b', content: b }]);
   const entryA = fb.index.lookup('a')!;
   const entryB = fb.index.lookup('b')!;
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
+  const gate = deferred<void>();
   const src = recordingSource(t, fb.blob);
-  src.inject({ fault: { headEnd: entryA.chunks[0]!.compressedEnd, gate } });
+  src.inject({ fault: { headEnd: entryA.chunks[0]!.compressedEnd, gate: gate.promise } });
   const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 1 << 20 }) });
   t.teardown(() => fetcher.close());
   const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec, figures: { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 } };
@@ -316,7 +316,7 @@ t.test('a chunk whose bytes are in is served before the rest of its request arri
   t.equal(src.reads.length, 1, 'one request for a and b');
   t.same(Buffer.from(got!), a, 'a served while the request is still open');
   t.equal(layer.figures!.requests, 1, 'the request counts as soon as bytes come');
-  open();
+  gate.resolve();
   const [gotB] = await fetcher.getChunks(layer, [{ entry: entryB, index: 0 }]);
   t.same(Buffer.from(gotB!), b);
   t.equal(src.reads.length, 1, 'b came with the same request');
@@ -328,18 +328,17 @@ t.test('a large read sends its on-miss fetches once it has its own bytes; a smal
   const small = noise(2000, 24);
   const rest = noise(3000, 25);
   const fb = buildFakeBlob([{ path: 'big', content: big }, { path: 'small', content: small }, { path: 'rest', content: rest }]);
-  for (const [path, deferred] of [['big', true], ['small', false]] as const) {
-    let open!: () => void;
-    const gate = new Promise<void>((resolve) => (open = resolve));
+  for (const [path, waits] of [['big', true], ['small', false]] as const) {
+    const gate = deferred<void>();
     const src = recordingSource(t, fb.blob);
-    src.inject({ fault: { gate } });
+    src.inject({ fault: { gate: gate.promise } });
     const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 8 << 20 }), mergeGapBytes: 0 });
     t.teardown(() => fetcher.close());
     const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec };
     const reading = fetcher.getChunks(layer, [{ entry: fb.index.lookup(path)!, index: 0 }], undefined, { onMiss: [{ entry: fb.index.lookup('rest')!, index: 0 }] });
     await new Promise((resolve) => setTimeout(resolve, 20));
-    t.equal(src.reads.length, deferred ? 1 : 2, `${path}: ${deferred ? 'only its own request while it waits' : 'the on-miss request goes out with it'}`);
-    open();
+    t.equal(src.reads.length, waits ? 1 : 2, `${path}: ${waits ? 'only its own request while it waits' : 'the on-miss request goes out with it'}`);
+    gate.resolve();
     await reading;
     await new Promise((resolve) => setTimeout(resolve, 20));
     t.equal(src.reads.length, 2, `${path}: the on-miss request was sent`);

@@ -3,6 +3,7 @@
 // starts on demand, `fresh` reads and reads past
 // the head go to the blob, a failed piece is no one's error, and nothing is kept or fetched after dispose.
 import t from 'tap';
+import { deferred } from '../../src/layers/deferred.js';
 import { prereadSource } from '../../src/layers/preread-source.js';
 import { recordingSource } from '../support/recording-source.js';
 import { noise } from './fake-blob.js';
@@ -13,14 +14,13 @@ const slice = (start: number, end: number): Buffer => blob.subarray(start, end);
 
 t.test('reads inside the head are served by the pieces, each requested once, a few at a time', async (t) => {
   const src = recordingSource(t, blob);
-  let open!: () => void;
-  const gate = new Promise<void>((resolve) => (open = resolve));
-  src.inject({ fault: { gate } });
+  const gate = deferred<void>();
+  src.inject({ fault: { gate: gate.promise } });
   const p = prereadSource(src, 4000, { pieceBytes: piece, parallel: 2 });
   t.same(src.reads, [{ start: 0, end: 1000 }, { start: 1000, end: 2000 }], 'two pieces under way at once, in blob order');
   const inside = p.read({ start: 100, end: 900 });
   const across = p.read({ start: 900, end: 1100 });
-  open();
+  gate.resolve();
   t.same(Buffer.from(await inside), slice(100, 900));
   t.same(Buffer.from(await across), slice(900, 1100), 'a read across two pieces is assembled');
   t.same(Buffer.from(await p.read({ start: 2500, end: 3999 })), slice(2500, 3999));
@@ -34,14 +34,14 @@ t.test('reads inside the head are served by the pieces, each requested once, a f
 
 t.test('a read of a piece not started yet starts it at once', async (t) => {
   const src = recordingSource(t, blob);
-  let open!: () => void;
-  src.inject({ fault: { gate: new Promise<void>((resolve) => (open = resolve)) }, times: 1 });
+  const gate = deferred<void>();
+  src.inject({ fault: { gate: gate.promise }, times: 1 });
   const p = prereadSource(src, 5000, { pieceBytes: piece, parallel: 1 });
   t.same(src.reads, [{ start: 0, end: 1000 }]);
   const late = p.read({ start: 4200, end: 4300 });
   t.same(src.reads.at(-1), { start: 4000, end: 5000 }, 'the last piece jumped the queue');
   t.same(Buffer.from(await late), slice(4200, 4300));
-  open();
+  gate.resolve();
   p.dispose();
 });
 
@@ -68,11 +68,11 @@ t.test('past the head, fresh reads, failed pieces and a disposed source: the blo
 
 t.test('dispose stops the pieces not started; the head is bounded', async (t) => {
   const src = recordingSource(t, blob);
-  let open!: () => void;
-  src.inject({ fault: { gate: new Promise<void>((resolve) => (open = resolve)) } });
+  const gate = deferred<void>();
+  src.inject({ fault: { gate: gate.promise } });
   const p = prereadSource(src, 10_000, { pieceBytes: piece, parallel: 1, maxBytes: 3000 });
   p.dispose();
-  open();
+  gate.resolve();
   await new Promise((resolve) => setTimeout(resolve, 10));
   t.same(src.reads, [{ start: 0, end: 1000 }], 'only the piece under way at dispose was ever requested');
   const src2 = recordingSource(t, blob);
@@ -83,12 +83,10 @@ t.test('dispose stops the pieces not started; the head is bounded', async (t) =>
 
 t.test('a read in pieces under way is told of their bytes as they arrive', async (t) => {
   const src = recordingSource(t, blob);
-  let openFirst!: () => void;
-  let openSecond!: () => void;
-  const first = new Promise<void>((resolve) => (openFirst = resolve));
-  const second = new Promise<void>((resolve) => (openSecond = resolve));
-  src.inject({ fault: { headEnd: 600, gate: first }, match: (r) => r.start === 0 });
-  src.inject({ fault: { headEnd: 1300, gate: second }, match: (r) => r.start === 1000 });
+  const first = deferred<void>();
+  const second = deferred<void>();
+  src.inject({ fault: { headEnd: 600, gate: first.promise }, match: (r) => r.start === 0 });
+  src.inject({ fault: { headEnd: 1300, gate: second.promise }, match: (r) => r.start === 1000 });
   const p = prereadSource(src, 2000, { pieceBytes: piece, parallel: 2 });
   const seen = (calls: [number, Buffer][]) => (received: number, bytes: Uint8Array) => void calls.push([received, Buffer.from(bytes.subarray(0, received))]);
   const insideCalls: [number, Buffer][] = [];
@@ -97,11 +95,11 @@ t.test('a read in pieces under way is told of their bytes as they arrive', async
   const across = p.read({ start: 900, end: 1400 }, undefined, { onData: seen(acrossCalls) });
   t.same(insideCalls, [[500, slice(100, 600)]], "the head of the first piece, before the piece's end");
   t.same(acrossCalls, [], 'nothing yet for a range whose first bytes have not come');
-  openFirst();
+  first.resolve();
   t.same(Buffer.from(await inside), slice(100, 900));
   t.same(insideCalls.at(-1), [800, slice(100, 900)]);
   t.same(acrossCalls.at(-1), [400, slice(900, 1300)], 'the first piece whole and the head of the second, gathered in order');
-  openSecond();
+  second.resolve();
   t.same(Buffer.from(await across), slice(900, 1400));
   t.same(acrossCalls.at(-1), [500, slice(900, 1400)]);
   const grew = (calls: [number, Buffer][]) => calls.every(([n], k) => k === 0 || n > calls[k - 1]![0]);
@@ -112,12 +110,12 @@ t.test('a read in pieces under way is told of their bytes as they arrive', async
 
 t.test('finish: no piece starts any more, a piece under way still serves the reads waiting on it', async (t) => {
   const src = recordingSource(t, blob);
-  let open!: () => void;
-  src.inject({ fault: { gate: new Promise<void>((resolve) => (open = resolve)) }, times: 1 });
+  const gate = deferred<void>();
+  src.inject({ fault: { gate: gate.promise }, times: 1 });
   const p = prereadSource(src, 3000, { pieceBytes: piece, parallel: 1 });
   const waiting = p.read({ start: 200, end: 300 });
   p.finish();
-  open();
+  gate.resolve();
   t.same(Buffer.from(await waiting), slice(200, 300), 'served by the piece under way at finish');
   t.same(src.reads, [{ start: 0, end: 1000 }], 'and no piece started after it');
   t.same(Buffer.from(await p.read({ start: 1200, end: 1300 })), slice(1200, 1300));
@@ -127,14 +125,12 @@ t.test('finish: no piece starts any more, a piece under way still serves the rea
 
 t.test('a piece that fails after handing a read all its bytes: the read keeps them, no request', async (t) => {
   const src = recordingSource(t, blob);
-  let fail!: (err: Error) => void;
-  const gate = new Promise<void>((_resolve, reject) => (fail = reject));
-  gate.catch(() => {});
-  src.inject({ fault: { headEnd: 800, gate }, match: (r) => r.start === 0 });
+  const gate = deferred<void>();
+  src.inject({ fault: { headEnd: 800, gate: gate.promise }, match: (r) => r.start === 0 });
   const p = prereadSource(src, 1000, { pieceBytes: piece, parallel: 1 });
   const reports: number[] = [];
   const read = p.read({ start: 100, end: 700 }, undefined, { onData: (received) => void reports.push(received) });
-  fail(new Error('connection reset after 800 bytes'));
+  gate.reject(new Error('connection reset after 800 bytes'));
   t.same(Buffer.from(await read), slice(100, 700));
   t.same(reports, [600]);
   t.equal(src.requests, 1, 'no request for bytes already in');

@@ -160,17 +160,37 @@ export async function mountFilesystem(fs: Filesystem, mountpoint: string, opts: 
 
   const { native, extra } = fuseOptions(opts);
   const fuse = new TocfsFuse(mnt, createFuseOps(fs, { log }), native, extra);
-  await new Promise<void>((ok, fail) =>
-    fuse.mount((err) => (err ? fail(new TocfsError('SOURCE_UNAVAILABLE', `cannot mount at ${mnt}: ${err.message}`, { cause: err })) : ok())),
-  );
+  // The handlers go in before the mount: the kernel shows the mount before fuse-native reports it, and a
+  // SIGTERM in between (a supervisor stopping tocfs as it starts) would end the process, mount left behind.
+  // A signal that comes while mounting is answered once the mount is up.
+  let mounted = false;
+  let early: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (!mounted) {
+      early ??= sig;
+      return;
+    }
+    log(`${sig}: unmounting ${mnt}`);
+    unmount().catch((err: Error) => log(`unmount ${mnt}: ${err.message}`));
+  };
+  if (opts.handleSignals) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+  try {
+    await new Promise<void>((ok, fail) =>
+      fuse.mount((err) => (err ? fail(new TocfsError('SOURCE_UNAVAILABLE', `cannot mount at ${mnt}: ${err.message}`, { cause: err })) : ok())),
+    );
+  } catch (err) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    throw err;
+  }
+  mounted = true;
 
   let unmounting: Promise<void> | undefined;
   let markClosed!: () => void;
   const closed = new Promise<void>((ok) => (markClosed = ok));
-  const onSignal = (sig: NodeJS.Signals): void => {
-    log(`${sig}: unmounting ${mnt}`);
-    unmount().catch((err: Error) => log(`unmount ${mnt}: ${err.message}`));
-  };
   const watchMs = opts.watchMs ?? 1000;
   const watch =
     watchMs > 0
@@ -204,10 +224,7 @@ export async function mountFilesystem(fs: Filesystem, mountpoint: string, opts: 
     })();
     return unmounting;
   }
-  if (opts.handleSignals) {
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  }
+  if (early) onSignal(early);
   return { mountpoint: mnt, unmount, closed };
 }
 

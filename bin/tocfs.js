@@ -3,6 +3,7 @@
 // initial heap it ran a full mark-compact every ~50 ms of a sequential read, about a fifth of its CPU.
 // A 64 MB initial heap and a GC on the JS thread alone (no marking threads competing on a small node) cut a
 // cold 1 GiB read from ~12 to ~9 CPU-s (bench/gib-throughput.ts). Run this file, not `node` on it, to get them.
-import { main } from '../dist/cli/main.js';
+// dist/tocfs.mjs is the CLI in one module (scripts/bundle.mjs, built by `npm run build`): ~80 ms less start.
+import { main } from '../dist/tocfs.mjs';
 
 process.exitCode = await main(process.argv.slice(2));

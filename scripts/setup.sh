@@ -38,4 +38,4 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
 fi
 
 echo "setup: build" >&2
-npx tsc -p tsconfig.json
+npm run --silent build

@@ -6,9 +6,11 @@
  * transport.ts and retry.ts, because they span several requests.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { rootCertificates } from 'node:tls';
 import type { Dispatcher, EnvHttpProxyAgent as EnvHttpProxyAgentClass } from 'undici';
+import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
+import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
+import undiciApi from 'undici/lib/api/index.js';
 import { InvalidOptionError } from '../errors.js';
 import { countRequests, type RequestFigures } from './figures.js';
 import { dropRangeNotSatisfiable } from './range-not-satisfiable.js';
@@ -16,11 +18,9 @@ import { dropRangeNotSatisfiable } from './range-not-satisfiable.js';
 // undici's index loads fetch, WebSocket, the caches and the mocks: ~85 ms of every daemon start (inside
 // every time to first command, issue 8). The agent and the request API alone cost a third of that; the
 // index does no more than this to give dispatchers their `request()` (undici 7, pinned by the lockfile;
-// every registry test goes through it).
-const requireUndici = createRequire(import.meta.url);
-const EnvHttpProxyAgent = requireUndici('undici/lib/dispatcher/env-http-proxy-agent.js') as typeof EnvHttpProxyAgentClass;
-const DispatcherBase = requireUndici('undici/lib/dispatcher/dispatcher.js') as { prototype: object };
-if (!('request' in DispatcherBase.prototype)) Object.assign(DispatcherBase.prototype, requireUndici('undici/lib/api/index.js'));
+// every registry test goes through it). Static imports, so that the daemon's bundle (scripts/bundle.mjs)
+// holds them too. Types: undici-internals.d.ts.
+if (!('request' in DispatcherBase.prototype)) Object.assign(DispatcherBase.prototype, undiciApi);
 
 export interface TimeoutOptions {
   /** TCP + TLS connect. Default 10 s. */

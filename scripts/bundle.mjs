@@ -1,0 +1,32 @@
+// Bundles the CLI (src/cli/main.ts and everything it imports, undici, lru-cache and tar included) into
+// one ES module, dist/tocfs.mjs, which bin/tocfs.js runs. Node's module loader resolves, stats, reads and
+// compiles each file of an import graph one by one: for `tocfs mount`'s ~150 files that was ~80 ms of every
+// daemon start, inside every time to first command (issue 8, bench/RESULTS.md). The commands stay lazy: a
+// dynamic import() becomes a function in the bundle that runs on first call.
+//
+// Native addons stay outside (they load a .node file found next to their package), as do Node's builtins.
+//
+//   node scripts/bundle.mjs        (npm run build runs it after tsc)
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+/** Packages the bundle imports at run time from node_modules; every other import is inside it. */
+const EXTERNAL_PACKAGES = ['fuse-native', 'zstd-napi', '@napi-rs/xattr'];
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+await build({
+  absWorkingDir: root,
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/tocfs.mjs',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  external: EXTERNAL_PACKAGES,
+  sourcemap: true,
+  // The CommonJS packages inside (undici, tar's dependencies) call require() for Node's builtins, which an
+  // ES module does not have.
+  banner: { js: "import { createRequire as __tocfsCreateRequire } from 'node:module';\nconst require = __tocfsCreateRequire(import.meta.url);" },
+  logLevel: 'warning',
+});

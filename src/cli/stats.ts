@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { TocfsError } from '../errors.js';
 import { UsageError } from './usage.js';
 
-const NUMBERS = ['bytes_fetched', 'bytes_cvmfs', 'bytes_cache', 'requests'] as const;
+const NUMBERS = ['bytes_fetched', 'bytes_cvmfs', 'bytes_cache', 'requests', 'bytes_disk_pending'] as const;
 const PREFIX = 'user.tocfs.';
 
 export interface MountFigures {
@@ -20,6 +20,8 @@ export interface MountFigures {
   readonly bytes_cvmfs: number;
   readonly bytes_cache: number;
   readonly requests: number;
+  /** Verified chunk bytes that wait for a pause in the fetches before they go to the disk cache. */
+  readonly bytes_disk_pending: number;
   /** Keyed by layer digest: format, tocSource, source (cvmfs | cvmfs+registry | registry), fetchedRatio, bytes... */
   readonly layers: Record<string, Record<string, unknown>>;
   /** Mount-wide filesystem calls made by FUSE ops (lookup, readdir, read, xattrs), when the daemon counts them. */
@@ -133,6 +135,7 @@ export function formatFigures(path: string, f: MountFigures): string {
     `  bytes_cache    ${bytes(f.bytes_cache)}   (read from verified chunks in the memory/disk caches)`,
     `  bytes_cvmfs    ${bytes(f.bytes_cvmfs)}   (read from CVMFS)`,
     `  requests       ${f.requests}`,
+    `  disk_pending   ${bytes(f.bytes_disk_pending)}   (verified, written to the disk cache once fetches pause)`,
     `  layers         ${Object.keys(f.layers).length}`,
   ];
   if (f.fuse_ops) {

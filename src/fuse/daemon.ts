@@ -171,6 +171,7 @@ export function figuresOf(layers: Pick<LayerService, 'stats'>, cvmfs?: Pick<Cvmf
     bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
     bytesCache: stats.fetch.bytesFromMemory + stats.fetch.bytesFromDisk + fullBytesRead,
     requests: stats.registry?.requests ?? stats.fetch.requests,
+    bytesDiskPending: stats.fetch.diskWritesPending,
     layers: Object.fromEntries([...registryLayers, ...cvmfsLayers]),
   };
 }

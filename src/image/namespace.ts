@@ -35,6 +35,8 @@ export interface Figures {
   readonly bytesCache: number;
   /** HTTP requests sent to registries. */
   readonly requests: number;
+  /** Verified chunk bytes not yet written to the disk cache: they wait for a pause in the fetches. */
+  readonly bytesDiskPending: number;
   readonly layers: Readonly<Record<string, unknown>>;
 }
 
@@ -302,6 +304,7 @@ class ImageFilesystem implements Filesystem {
       ['user.tocfs.bytes_cvmfs', encoder.encode(String(figures.bytesCvmfs))],
       ['user.tocfs.bytes_cache', encoder.encode(String(figures.bytesCache))],
       ['user.tocfs.requests', encoder.encode(String(figures.requests))],
+      ['user.tocfs.bytes_disk_pending', encoder.encode(String(figures.bytesDiskPending))],
       ['user.tocfs.layers', encoder.encode(JSON.stringify(layers))],
     ]);
   }

@@ -4,7 +4,7 @@
  *
  *   memory LRU -> single-flight (by chunk digest) -> disk store -> ONE range read of the merged compressed
  *   spans of every missing chunk -> decompress each span (async zlib/zstd, off the JS thread) -> slice ->
- *   verify sha256 -> fill memory and disk -> return.
+ *   verify sha256 -> fill memory (and disk, once fetches pause: write-behind.ts) -> return.
  *
  * Nothing is returned or cached before it verifies. Bytes that fail (digest mismatch, undecodable span,
  * short read) are fetched once more from the source, bypassing every cache and in-flight read, because
@@ -34,6 +34,7 @@ import {
 } from './fetch-plan.js';
 import type { RangeSource } from './range-source.js';
 import { sha256Hex } from './sha256.js';
+import { WriteBehind, type WriteBehindOptions } from './write-behind.js';
 
 export type { ChunkRef } from './fetch-plan.js';
 
@@ -56,6 +57,8 @@ export interface FetcherStats extends FetchFigures {
   readonly joins: number;
   /** Units fetched as read-ahead along with a read's own request. */
   readonly readAhead: number;
+  /** Verified bytes waiting for a pause in the fetches to go to the disk cache (write-behind.ts). */
+  readonly diskWritesPending: number;
 }
 
 /** What the fetcher needs of a layer. */
@@ -79,6 +82,8 @@ export interface FetcherOptions {
   readonly maxWholeFileBytes?: number;
   /** Decompression-bomb guard: largest decompressed span. Default 80 MiB (64 MiB chunk + headers). */
   readonly maxSpanOutputBytes?: number;
+  /** When verified chunks go to `disk` (write-behind.ts). Default: its defaults; `{ quietMs: 0 }` at once. */
+  readonly diskWrites?: WriteBehindOptions;
 }
 
 export interface GetChunksOptions {
@@ -131,6 +136,7 @@ export class ChunkFetcher {
   readonly #units = new Map<string, Promise<Uint8Array>>();
   readonly #spans = new Map<string, Promise<Uint8Array>>();
   readonly #background = new Set<Promise<unknown>>();
+  readonly #diskWrites: WriteBehind | undefined;
   readonly #closing = new AbortController();
   #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
@@ -142,6 +148,8 @@ export class ChunkFetcher {
     this.#maxRequest = positive('maxRequestBytes', opts.maxRequestBytes ?? DEFAULTS.maxRequestBytes);
     this.#maxWholeFile = positive('maxWholeFileBytes', opts.maxWholeFileBytes ?? DEFAULTS.maxWholeFileBytes);
     this.#maxSpanOutput = positive('maxSpanOutputBytes', opts.maxSpanOutputBytes ?? DEFAULTS.maxSpanOutputBytes);
+    const disk = opts.disk;
+    this.#diskWrites = disk ? new WriteBehind((unit, bytes) => this.#put(disk, unit, bytes), opts.diskWrites) : undefined;
   }
 
   /**
@@ -225,13 +233,24 @@ export class ChunkFetcher {
   }
 
   stats(): FetcherStats {
-    return { ...this.#figures };
+    return { ...this.#figures, diskWritesPending: this.#diskWrites?.pending().bytes ?? 0 };
   }
 
-  /** Stops source reads under way and waits for cache writes. The stores belong to the caller. */
+  /** Chunks verified but not yet written to disk (write-behind.ts). */
+  pendingDiskWrites(): { chunks: number; bytes: number } {
+    return this.#diskWrites?.pending() ?? { chunks: 0, bytes: 0 };
+  }
+
+  /** Writes to disk every verified chunk waiting for a pause in the fetches. */
+  flushDiskWrites(): Promise<void> {
+    return this.#diskWrites?.flush() ?? Promise.resolve();
+  }
+
+  /** Stops source reads under way and writes what waits for the disk. The stores belong to the caller. */
   async close(): Promise<void> {
     this.#closing.abort(new TocfsError('ABORTED', 'chunk fetcher closed'));
     while (this.#background.size > 0) await Promise.allSettled([...this.#background]);
+    await this.flushDiskWrites();
   }
 
   #count(layer: ChunkLayer, what: keyof FetchFigures, n: number): void {
@@ -255,6 +274,7 @@ export class ChunkFetcher {
     try {
       // Again: a fetch that settled between the caller's memory miss and its registration left it there.
       pending = await this.#fromStore(layer, this.#memory, pending);
+      pending = await this.#fromDiskQueue(layer, pending);
       if (this.#disk) pending = await this.#fromStore(layer, this.#disk, pending);
       if (pending.length === 0) return;
       let failed = await this.#fetchUnits(layer, pending, 1, opts);
@@ -266,6 +286,22 @@ export class ChunkFetcher {
     } catch (err) {
       for (const p of pending) this.#settle(p, undefined, err); // settling twice is a no-op
     }
+  }
+
+  /** Settles what waits for the disk (evicted from memory meanwhile: it goes back); returns the rest. */
+  async #fromDiskQueue(layer: ChunkLayer, pending: Pending[]): Promise<Pending[]> {
+    const rest: Pending[] = [];
+    for (const p of pending) {
+      const bytes = this.#diskWrites?.get(p.unit.key);
+      if (bytes === undefined) {
+        rest.push(p);
+        continue;
+      }
+      this.#count(layer, 'bytesFromMemory', p.used);
+      await this.#put(this.#memory, p.unit, bytes);
+      this.#settle(p, bytes);
+    }
+    return rest;
   }
 
   /** Settles what `store` has (copying disk hits to memory); returns the rest. */
@@ -409,6 +445,7 @@ export class ChunkFetcher {
       void (async () => {
         let bytes: Uint8Array;
         const startedMs = performance.now();
+        this.#diskWrites?.busy();
         try {
           bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData });
         } catch (err) {
@@ -458,10 +495,10 @@ export class ChunkFetcher {
     return bytes;
   }
 
-  /** Fills memory now and disk in the background; a cache that cannot take it is reported, not fatal. */
+  /** Fills memory now and disk once fetches pause; a cache that cannot take it is reported, not fatal. */
   async #store(unit: Unit, bytes: Uint8Array): Promise<void> {
     await this.#put(this.#memory, unit, bytes);
-    if (this.#disk) this.#track(this.#put(this.#disk, unit, bytes));
+    this.#diskWrites?.add(unit, bytes);
   }
 
   async #put(store: ChunkStore, unit: Unit, bytes: Uint8Array): Promise<void> {

@@ -57,7 +57,7 @@ function harness(): Harness {
     },
     log: (line) => h.logs.push(line),
     now: () => h.clock.now,
-    figures: () => ({ bytesFetched: 42, bytesCvmfs: 0, bytesCache: 7, requests: 3, layers: { [L1.digest]: { format: 'estargz-gzip', tocSource: 'blob' }, [`sha256:${hex('9')}`]: {} } }),
+    figures: () => ({ bytesFetched: 42, bytesCvmfs: 0, bytesCache: 7, requests: 3, bytesDiskPending: 5, layers: { [L1.digest]: { format: 'estargz-gzip', tocSource: 'blob' }, [`sha256:${hex('9')}`]: {} } }),
   };
   return h;
 }
@@ -198,11 +198,12 @@ t.test('xattrs: entries own, figures on / and image roots', async (t) => {
   t.equal(text(root.get('user.tocfs.requests')!), '3');
   t.equal(text(root.get('user.tocfs.bytes_cache')!), '7');
   t.equal(text(root.get('user.tocfs.bytes_cvmfs')!), '0');
+  t.equal(text(root.get('user.tocfs.bytes_disk_pending')!), '5');
   t.equal(Object.keys(JSON.parse(text(root.get('user.tocfs.layers')!))).length, 2);
   const img = await fs.xattrs(IMG);
   t.same(
     [...img.keys()].filter((k) => k.startsWith('user.tocfs.')).sort(),
-    ['bytes_cache', 'bytes_cvmfs', 'bytes_fetched', 'layers', 'requests'].map((k) => `user.tocfs.${k}`),
+    ['bytes_cache', 'bytes_cvmfs', 'bytes_disk_pending', 'bytes_fetched', 'layers', 'requests'].map((k) => `user.tocfs.${k}`),
     'every figure on an image root',
   );
   t.same(JSON.parse(text(img.get('user.tocfs.layers')!)), { [L1.digest]: { format: 'estargz-gzip', tocSource: 'blob' } }, 'only its own layers');

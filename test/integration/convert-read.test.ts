@@ -77,14 +77,15 @@ t.test('every file of a converted image, read lazily through the engine, equals 
   }
   t.equal(proxy.counters.byKind.blobs.requests, 0, 'a second read of every file moves no blob byte');
 
-  // Corrupt one cached chunk: a fresh service detects it by its digest and fetches it again.
+  // Corrupt one cached chunk: a fresh service detects it by its digest and fetches it again. The chunks
+  // are on disk once the service closes (they wait for a pause in the fetches before that).
+  await service.close();
   const chunkFiles: string[] = [];
   for (const sub of await readdir(join(cacheDir, 'chunks'))) {
     if (sub.startsWith('.')) continue;
     for (const name of await readdir(join(cacheDir, 'chunks', sub))) chunkFiles.push(join(cacheDir, 'chunks', sub, name));
   }
   t.ok(chunkFiles.length > 10, 'chunks are on disk');
-  await service.close();
   const bigEntry = layers[0]!.entries.find((e) => e.path === 'usr/lib/big.so')!;
   for (const f of chunkFiles) await writeFile(f, Buffer.from('not the chunk you are looking for'));
   const again = await createLayerService({ client: readClient, cacheDir, cacheSize: 2 ** 30, memoryCacheBytes: 64 * 2 ** 20, prefetch: false });

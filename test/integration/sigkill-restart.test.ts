@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { isMounted } from '../../src/fuse/mount.js';
+import { waitForDiskWrites } from '../support/disk-writes.js';
 import { estargzLayerFile } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage, sha256 } from '../support/image-builder.js';
@@ -83,6 +84,8 @@ t.test('SIGKILL, then tocfs mount again on the same MNT: cleans the stale mount,
   t.same(await hashes(root), want, 'the first daemon serves every file');
   const firstBlobRequests = proxy.counters.byKind.blobs.requests;
   t.ok(firstBlobRequests > 0, `the first daemon fetched blobs (${firstBlobRequests} requests)`);
+  // Verified chunks go to the disk once fetches pause; a kill before that loses them (a cache, not a copy).
+  await waitForDiskWrites(mnt);
 
   first.child.kill('SIGKILL');
   await first.exited;

@@ -6,6 +6,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { runTocfsChild } from '../support/cli.js';
+import { waitForDiskWrites } from '../support/disk-writes.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
@@ -21,6 +22,7 @@ interface Figures {
   bytes_cvmfs: number;
   bytes_cache: number;
   requests: number;
+  bytes_disk_pending: number;
   layers: Record<string, { format: string; tocSource: string; fetchedRatio: number; bytesFetched: number; bytesCache: number; blobBytes: number }>;
 }
 
@@ -78,7 +80,9 @@ t.test('tocfs stats shows what a read moved, and what the caches served', async 
   // counts what it took, not the whole chunk (which would be about 8 times as much).
   t.equal(second.bytes_cache - mid.bytes_cache, BIG, 'the caches served it, counted by the bytes read');
 
-  // df: the disk cache's budget (1 GiB in mountDaemon) as the size, what it holds as used, and the inodes.
+  // df: the disk cache's budget (1 GiB in mountDaemon) as the size, what it holds as used, and the inodes:
+  // used once the verified chunks are written, which waits for the fetches to pause.
+  await waitForDiskWrites(mnt);
   const df = await new Promise<string>((resolve, reject) =>
     execFile('stat', ['-f', '-c', '%S %b %f %c', mnt], (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );
@@ -95,6 +99,7 @@ t.test('tocfs stats shows what a read moved, and what the caches served', async 
   t.match(human.text, /bytes_fetched\s+\d+ B/);
   t.match(human.text, /bytes_cache\s+\d+ B/);
   t.match(human.text, /requests\s+\d+/);
+  t.match(human.text, /disk_pending\s+0 B/, 'the disk writes are done (waited for above)');
   t.match(human.text, new RegExp(`${lazy.digest.slice(0, 19)}\\s+estargz-gzip\\s+blob\\s+\\d+\\.\\d%`));
   t.match(human.text, new RegExp(`${full.digest.slice(0, 19)}\\s+tar\\s+blob\\s+100\\.0%`));
 });

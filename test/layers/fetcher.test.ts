@@ -154,6 +154,36 @@ t.test('refetches nothing after a verified fill: memory, then disk after a resta
   t.equal(fetcher.stats().bytesFromMemory, 5000 + 3 * 10, 'partial reads count the bytes they use');
 });
 
+t.test('disk writes wait for a pause in the fetches (write-behind.ts); what waits is served without a request', async (t) => {
+  const content = noise(5000, 5);
+  const r = await rig(t, [{ path: 'f', content, chunkSize: 2000 }], { diskWrites: { quietMs: 60_000 } });
+  await r.fetcher.getChunks(r.layer, r.refs('f'));
+  const digests = r.entry('f').chunks.map((c) => c.digest);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  t.same(r.fetcher.pendingDiskWrites(), { chunks: 3, bytes: 5000 }, 'a fetch just went to the source: nothing written yet');
+  for (const d of digests) t.equal(await r.disk.has(d), false);
+
+  // Evicted from memory before its write: the queue still has it, and no byte is fetched again.
+  for (const d of digests) await r.memory.delete(d);
+  const again = await r.fetcher.getChunks(r.layer, r.refs('f'));
+  t.same(Buffer.concat(again), content);
+  t.equal(r.src.requests, 1, 'served from the write queue');
+  t.equal(await r.memory.has(digests[0]!), true, 'and back in memory');
+
+  await r.fetcher.flushDiskWrites();
+  t.same(r.fetcher.pendingDiskWrites(), { chunks: 0, bytes: 0 });
+  for (const d of digests) t.equal(await r.disk.has(d), true, 'on disk after the flush');
+});
+
+t.test('close writes what waits for the disk', async (t) => {
+  const content = noise(3000, 6);
+  const r = await rig(t, [{ path: 'f', content, chunkSize: 1000 }], { diskWrites: { quietMs: 60_000 } });
+  await r.fetcher.getChunks(r.layer, r.refs('f'));
+  t.equal(r.fetcher.pendingDiskWrites().chunks, 3);
+  await r.fetcher.close();
+  for (const c of r.entry('f').chunks) t.equal(await r.disk.has(c.digest), true);
+});
+
 t.test('a failed verification fills no cache; retried once uncached, then BAD_DATA naming layer, file and chunk', async (t) => {
   const content = noise(3000, 5);
   const r = await rig(t, [{ path: 'dir/file', content, chunkSize: 1000 }]);

@@ -93,7 +93,8 @@ function writeReport(data: BenchData): void {
 /** `old` with every (profile, image) cell of `now` replaced, and what `now` adds. */
 function mergeInto(old: BenchData, now: BenchData): BenchData {
   const cells = new Set(now.samples.map((x) => `${x.profile}|${x.image}`));
-  const runs = [...new Set([old.runs, now.runs])].join(' or ');
+  // Each earlier merge left "A or B"; the distinct counts, not one per merge.
+  const runs = [...new Set([...String(old.runs).split(' or '), String(now.runs)])].join(' or ');
   return {
     ...now,
     runs: runs as unknown as number,

@@ -36,7 +36,8 @@ export class WriteBehind {
   #lastBusy = Number.NEGATIVE_INFINITY;
   #timer: NodeJS.Timeout | undefined;
   #draining: Promise<void> | undefined;
-  #forced = false;
+  /** Flushes under way: while any runs, writes go whatever the fetches do. */
+  #flushes = 0;
 
   constructor(write: WriteChunk, opts: WriteBehindOptions = {}) {
     this.#write = write;
@@ -69,14 +70,14 @@ export class WriteBehind {
 
   /** Writes every queued chunk, those added meanwhile included, whatever the fetches do. */
   async flush(): Promise<void> {
-    this.#forced = true;
+    this.#flushes++;
     try {
       while (this.#queue.size > 0 || this.#draining) {
         this.#kick();
         await this.#draining;
       }
     } finally {
-      this.#forced = false;
+      this.#flushes--;
     }
   }
 
@@ -85,7 +86,7 @@ export class WriteBehind {
   }
 
   #mayWrite(): boolean {
-    return this.#forced || this.#queuedBytes > this.#maxBytes || this.#quietFor() >= this.#quietMs;
+    return this.#flushes > 0 || this.#queuedBytes > this.#maxBytes || this.#quietFor() >= this.#quietMs;
   }
 
   /** Starts the drain when writes may go, else makes sure a timer will look again. */

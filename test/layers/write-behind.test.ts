@@ -117,6 +117,24 @@ t.test('flush writes everything whatever the fetches do, chunks added meanwhile 
   t.same(wb.pending(), { chunks: 0, bytes: 0 });
 });
 
+t.test('two flushes at once: both wait for every write, neither lets the other stop short', async (t) => {
+  const { wb, started, release } = rig();
+  wb.busy();
+  wb.add(unit(1), bytes());
+  wb.add(unit(2), bytes());
+  const done: number[] = [];
+  const one = wb.flush().then(() => done.push(1));
+  const two = wb.flush().then(() => done.push(2));
+  await settle();
+  await release(1);
+  wb.busy();
+  await release(2);
+  await Promise.all([one, two]);
+  t.same(started, [unit(1).key, unit(2).key]);
+  t.same(done.sort(), [1, 2]);
+  t.same(wb.pending(), { chunks: 0, bytes: 0 });
+});
+
 t.test('a failed write drops the chunk and the queue goes on', async (t) => {
   const { wb, started, release } = rig({}, new Set([unit(1).key]));
   wb.add(unit(1), bytes());

@@ -1,16 +1,21 @@
 /**
  * Where a blob's bytes are served from. Registries backed by object storage answer a blob GET with a
  * redirect to a signed CDN/S3 URL; following it on every range read would double the round trips, so the
- * target is resolved once per blob (`GET` + `Range: bytes=0-1`, redirects not followed, DESIGN.md §2),
+ * target is resolved once per blob (a `GET` with a Range, redirects not followed, DESIGN.md §2),
  * remembered until shortly before its signature expires, and resolved again when the target refuses it
  * (401/403/410). A registry that serves blobs itself is remembered as "direct" for the client's life.
+ *
+ * The resolving GET is the blob's first read itself, not a `bytes=0-1` probe sent before it: a registry
+ * that redirects answers it with the same redirect the probe would get, and one that serves the blob
+ * answers it with the bytes, a round trip sooner (issue 8: every layer's TOC read waited for its probe).
+ * On a registry known to redirect, reads that arrive while that GET is out wait for its answer, so each
+ * blob is resolved once. On one that serves its blobs, or has not answered yet, they go out at once: a
+ * layer's TOC read must not wait a round trip behind its prefetch's first request, and the price is a
+ * redirect per such read the first time a redirecting registry is used.
  */
 import { debuglog } from 'node:util';
-import { pullScope } from './auth.js';
-import { raceSignal, singleFlight } from './flight.js';
-import { contentLength, discard, drop, header, isRedirect, parseContentRange, statusError } from './http.js';
-import { RangeNotSatisfiableError } from './range-not-satisfiable.js';
-import type { Transport } from './transport.js';
+import { raceSignal } from './flight.js';
+import { header, isRedirect, parseContentRange, type HttpResponse } from './http.js';
 
 const debug = debuglog('tocfs');
 
@@ -21,8 +26,20 @@ export interface BlobLocation {
   readonly expiresAt: number;
 }
 
+/**
+ * The right, and duty, to resolve a blob's location with one's own GET to the registry: `BlobLocator.locate`
+ * gives one to the first reader of a blob. One of its methods is called once the answer (or failure) is known.
+ */
+export interface LocationClaim {
+  /** The registry answered: a redirect sets the target, the blob's bytes (200, 206) "direct"; the rest teach nothing. */
+  answered(res: HttpResponse, origin: string): BlobLocation | undefined;
+  /** The registry refused the range as past the blob's end: it serves the blob itself. */
+  direct(totalSize: number | undefined): void;
+  /** Nothing learnt (an error, an abort): the next reader resolves afresh. */
+  abandon(): void;
+}
+
 export interface BlobLocatorOptions {
-  readonly transport: Transport;
   readonly now?: () => number;
   readonly onResolve?: () => void;
   /** Remembered blobs; the oldest is forgotten beyond this. Default 4096. */
@@ -43,7 +60,10 @@ export class BlobLocator {
   #max: number;
   #locations = new Map<string, BlobLocation>();
   #sizes = new Map<string, number>();
-  #inflight = new Map<string, Promise<BlobLocation>>();
+  /** The first claim out, by blob: resolves to the location, or undefined when the claim was abandoned. */
+  #inflight = new Map<string, Promise<BlobLocation | undefined>>();
+  /** Per registry, whether its last resolving GET was answered with a redirect. */
+  #redirects = new Map<string, boolean>();
 
   constructor(opts: BlobLocatorOptions) {
     this.#o = opts;
@@ -51,14 +71,20 @@ export class BlobLocator {
     this.#max = opts.maxEntries ?? 4096;
   }
 
-  async locate(registry: string, repository: string, digest: string, signal?: AbortSignal): Promise<BlobLocation> {
+  /**
+   * The blob's location when known, or when a registry known to redirect is resolving it (after waiting
+   * for the answer); otherwise a claim: the caller sends its own GET to the registry and reports the answer.
+   */
+  async locate(registry: string, repository: string, digest: string, signal?: AbortSignal): Promise<BlobLocation | LocationClaim> {
     const key = keyOf(registry, repository, digest);
-    const known = this.#locations.get(key);
-    if (known && known.expiresAt > this.#now()) return known;
-    return raceSignal(
-      singleFlight(this.#inflight, key, () => this.#resolve(registry, repository, digest)),
-      signal,
-    );
+    for (;;) {
+      const known = this.#locations.get(key);
+      if (known && known.expiresAt > this.#now()) return known;
+      const pending = this.#inflight.get(key);
+      if (pending === undefined || this.#redirects.get(registry) !== true) return this.#claim(registry, repository, digest, key);
+      const loc = await raceSignal(pending, signal);
+      if (loc !== undefined) return loc;
+    }
   }
 
   /** Drops `loc` (when still current) after its target refused us, so the next locate resolves again. */
@@ -76,38 +102,47 @@ export class BlobLocator {
     this.#bounded(this.#sizes, keyOf(registry, repository, digest), size);
   }
 
-  async #resolve(registry: string, repository: string, digest: string): Promise<BlobLocation> {
-    const t = this.#o.transport;
-    const path = blobPath(repository, digest);
-    const ctx = t.context(registry, 'GET', path);
+  #claim(registry: string, repository: string, digest: string, key: string): LocationClaim {
+    let resolve!: (loc: BlobLocation | undefined) => void;
+    const answer = new Promise<BlobLocation | undefined>((r) => (resolve = r));
+    if (!this.#inflight.has(key)) this.#inflight.set(key, answer);
     this.#o.onResolve?.();
-    let res;
-    try {
-      res = await t.send(registry, { method: 'GET', path, headers: { range: 'bytes=0-1' }, scope: pullScope(repository) });
-    } catch (err) {
-      // An empty blob has no byte 0; the 416 still proves the registry serves it directly.
-      if (!(err instanceof RangeNotSatisfiableError)) throw err;
-      if (err.totalSize !== undefined) this.noteSize(registry, repository, digest, err.totalSize);
-      return this.#store(registry, repository, digest, { target: undefined, expiresAt: Infinity });
-    }
-    const status = res.statusCode;
-    if (isRedirect(status)) {
-      const location = header(res, 'location');
-      if (location === undefined) throw await statusError(ctx, res, `blob ${digest}`);
-      await discard(res);
-      const target = new URL(location, await t.origin(registry));
-      debug('registry %s: blob %s redirects to %s', registry, digest, target.host);
-      return this.#store(registry, repository, digest, { target, expiresAt: this.#expiry(target) });
-    }
-    if (status === 206 || status === 200) {
-      const total = status === 206 ? parseContentRange(header(res, 'content-range'))?.total : contentLength(res);
-      if (total !== undefined) this.noteSize(registry, repository, digest, total);
-      // A 200 is the whole blob, possibly gigabytes: drop the connection rather than read it.
-      if (status === 206) await discard(res);
-      else drop(res.body);
-      return this.#store(registry, repository, digest, { target: undefined, expiresAt: Infinity });
-    }
-    throw await statusError(ctx, res, `blob ${digest}`);
+    let open = true;
+    const settle = (loc: BlobLocation | undefined): BlobLocation | undefined => {
+      if (!open) return loc;
+      open = false;
+      if (this.#inflight.get(key) === answer) this.#inflight.delete(key);
+      if (loc !== undefined) {
+        this.#redirects.set(registry, loc.target !== undefined);
+        this.#store(registry, repository, digest, loc);
+      }
+      resolve(loc);
+      return loc;
+    };
+    return {
+      answered: (res, origin) => {
+        const status = res.statusCode;
+        if (isRedirect(status)) {
+          const location = header(res, 'location');
+          // A redirect to nowhere teaches nothing; the caller reports it as the error it is.
+          if (location === undefined) return settle(undefined);
+          const target = new URL(location, origin);
+          debug('registry %s: blob %s redirects to %s', registry, digest, target.host);
+          return settle({ target, expiresAt: this.#expiry(target) });
+        }
+        if (status !== 200 && status !== 206) return settle(undefined);
+        if (status === 206) {
+          const total = parseContentRange(header(res, 'content-range'))?.total;
+          if (total !== undefined) this.noteSize(registry, repository, digest, total);
+        }
+        return settle({ target: undefined, expiresAt: Infinity });
+      },
+      direct: (totalSize) => {
+        if (totalSize !== undefined) this.noteSize(registry, repository, digest, totalSize);
+        settle({ target: undefined, expiresAt: Infinity });
+      },
+      abandon: () => void settle(undefined),
+    };
   }
 
   /** Resolution time plus the signature's own lifetime (S3, GCS, CloudFront), capped, minus a margin. */

@@ -5,7 +5,7 @@
  */
 import { FormatError, TocfsError } from '../errors.js';
 import { pullScope } from './auth.js';
-import { blobPath, type BlobLocation, type BlobLocator } from './blob-location.js';
+import { blobPath, type BlobLocation, type BlobLocator, type LocationClaim } from './blob-location.js';
 import { parseDigest } from './digest.js';
 import {
   contentLength,
@@ -47,7 +47,10 @@ const DRAIN_LIMIT = 64 * 1024;
 // HEAD answers after which the size is asked with a 1-byte GET instead (see blobSize).
 const HEAD_UNSUPPORTED = new Set([200, 400, 405, 501]);
 
-/** GET the blob (with `headers`, e.g. a Range) from where it lives; resolves the location again once. */
+/**
+ * GET the blob (with `headers`, e.g. a Range) from where it lives; resolves the location again once. The
+ * first GET of a blob goes to the registry and resolves its location with its answer (blob-location.ts).
+ */
 export async function openBlob(
   deps: BlobDeps,
   repo: RepositoryRef,
@@ -59,6 +62,7 @@ export async function openBlob(
   const path = blobPath(repo.repository, digest);
   for (let resolvedAgain = false; ; resolvedAgain = true) {
     const loc = await locator.locate(repo.registry, repo.repository, digest, signal);
+    if (isClaim(loc)) return resolving(t, repo, path, headers, signal, loc);
     const opened = loc.target
       ? await fromTarget(t, repo.registry, path, loc.target, headers, signal)
       : {
@@ -73,6 +77,39 @@ export async function openBlob(
     }
     return opened;
   }
+}
+
+const isClaim = (loc: BlobLocation | LocationClaim): loc is LocationClaim => 'answered' in loc;
+
+/** The GET that resolves the blob's location: to the registry, its redirect (if any) then followed. */
+async function resolving(
+  t: Transport,
+  repo: RepositoryRef,
+  path: string,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal | undefined,
+  claim: LocationClaim,
+): Promise<OpenedBlob> {
+  let res: HttpResponse;
+  try {
+    res = await t.send(repo.registry, { method: 'GET', path, headers, scope: pullScope(repo.repository), signal });
+  } catch (err) {
+    // A range past the end proves that the registry serves the blob itself.
+    if (err instanceof RangeNotSatisfiableError) claim.direct(err.totalSize);
+    else claim.abandon();
+    throw err;
+  }
+  let loc: BlobLocation | undefined;
+  try {
+    loc = claim.answered(res, await t.origin(repo.registry));
+  } catch (err) {
+    claim.abandon();
+    drop(res.body);
+    throw err;
+  }
+  if (loc?.target === undefined) return { res, ctx: t.context(repo.registry, 'GET', path) };
+  await discard(res);
+  return fromTarget(t, repo.registry, path, loc.target, headers, signal);
 }
 
 function mustResolveAgain(loc: BlobLocation, status: number): boolean {

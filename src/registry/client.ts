@@ -97,7 +97,7 @@ export class RegistryClient {
       onTokenFetch: () => figures.tokenFetches++,
     });
     const transport = new Transport({ dispatcher, auth, trustsPlainHttp, userAgent });
-    const locator = new BlobLocator({ transport, onResolve: () => figures.blobResolutions++ });
+    const locator = new BlobLocator({ onResolve: () => figures.blobResolutions++ });
     this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
     this.#manifests = { blobs: this.#blobs, maxConfigBytes };
     this.#platform = opts.platform ?? hostPlatform();

@@ -32,10 +32,11 @@ t.test('206 single range: returns exactly the asked bytes, including the last by
     t.same(Buffer.from(got), blob.subarray(start, end), `bytes [${start}, ${end})`);
   }
   const ranges = fake.calls().map((r) => r.headers.range);
-  const expected = ['bytes=0-1', 'bytes=0-0', 'bytes=0-4095', 'bytes=12345-54320', 'bytes=99999-99999', 'bytes=0-99999'];
-  t.same(ranges, expected, 'one resolution, then one GET per read');
+  const expected = ['bytes=0-0', 'bytes=0-4095', 'bytes=12345-54320', 'bytes=99999-99999', 'bytes=0-99999'];
+  t.same(ranges, expected, 'one GET per read, the first resolving where the blob lives');
+  t.equal(client.stats().blobResolutions, 1);
   t.same(Buffer.from(await client.readRange(repo, desc, { start: 5, end: 5 })), Buffer.alloc(0), 'an empty range');
-  t.equal(fake.calls().length, 6, 'an empty range sends nothing');
+  t.equal(fake.calls().length, 5, 'an empty range sends nothing');
 });
 
 t.test('a range past the descriptor size is a FORMAT error without a request', async (t) => {
@@ -83,9 +84,10 @@ t.test('416 with a broken body (whole-blob Content-Length, no body): error at on
   // distribution 2.8.2 behaviour (TESTING.md): never read this body.
   const fake = await startFake(t, (req, res) => {
     if (pingOk(req, res)) return;
-    if (req.headers.range === 'bytes=0-1') {
-      res.writeHead(206, { 'content-length': 2, 'content-range': 'bytes 0-1/*' });
-      res.end(blob.subarray(0, 2));
+    // The first read says no blob size, so that the client does not refuse the range past the end itself.
+    if (req.headers.range === 'bytes=0-3') {
+      res.writeHead(206, { 'content-length': 4, 'content-range': 'bytes 0-3/*' });
+      res.end(blob.subarray(0, 4));
       return;
     }
     if (req.headers.range === 'bytes=200000-200009') {
@@ -301,4 +303,32 @@ t.test('every request is published on tocfs:registry:request and counted in stat
   const stats = client.stats();
   t.equal(stats.requests, fake.requests.length + 1, 'the failed TLS probe counts as a request too');
   t.equal(stats.bytesReceived, mine.reduce((n, e) => n + (e.bytes as number), 0));
+});
+
+t.test('a registry that serves blobs itself: no probe, and the reads sent before its first answer do not wait for it', async (t) => {
+  let firstAnswered = false;
+  const sentBeforeIt: string[] = [];
+  const fake = await startFake(t, (req, res) => {
+    if (pingOk(req, res)) return;
+    if (req.headers.range === 'bytes=0-9') {
+      return void setTimeout(() => {
+        firstAnswered = true;
+        serveBlob(req, res, blob);
+      }, 150);
+    }
+    if (!firstAnswered) sentBeforeIt.push(String(req.headers.range));
+    serveBlob(req, res, blob);
+  });
+  const client = testClient(t);
+  const repo = { registry: fake.host, repository: REPO };
+  const first = client.readRange(repo, desc, { start: 0, end: 10 });
+  await sleep(20);
+  const rest = Array.from({ length: 4 }, (_, i) => client.readRange(repo, desc, { start: 100 * (i + 1), end: 100 * (i + 1) + 50 }));
+  (await Promise.all(rest)).forEach((got, i) => t.same(Buffer.from(got), blob.subarray(100 * (i + 1), 100 * (i + 1) + 50)));
+  t.same(Buffer.from(await first), blob.subarray(0, 10));
+  t.same(sentBeforeIt, ['bytes=100-149', 'bytes=200-249', 'bytes=300-349', 'bytes=400-449'], 'answered before the first read was');
+  t.equal(fake.calls().length, 5, 'one GET per read, no probe');
+  const later = await client.readRange(repo, desc, { start: 7, end: 9 });
+  t.same(Buffer.from(later), blob.subarray(7, 9));
+  t.equal(client.stats().blobResolutions, 5, 'the reads sent before the answer each resolved; the later one did not');
 });

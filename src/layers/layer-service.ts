@@ -136,7 +136,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       throw new FormatError(`layer ${descriptor.digest}: ${(err as Error).message}`, { cause: err });
     }
     if (end === undefined || opts.prefetch === false || closed || (await tocCache.has(descriptor.digest))) return undefined;
-    const preread = prereadSource(blob, end);
+    const preread = prereadSource(blob, end, { afterFirstOtherRead: true });
     prereads.add(preread);
     return preread;
   }

@@ -136,3 +136,37 @@ t.test('a piece that fails after handing a read all its bytes: the read keeps th
   t.equal(src.requests, 1, 'no request for bytes already in');
   p.dispose();
 });
+
+t.test('afterFirstOtherRead: no piece starts unasked until a read outside them has its first bytes', async (t) => {
+  const src = recordingSource(t, blob);
+  const answered = deferred<void>();
+  const tocTail = deferred<void>();
+  const isToc = (r: { start: number }): boolean => r.start === 9000;
+  src.inject({ fault: { gate: answered.promise }, match: isToc, times: 1 });
+  src.inject({ fault: { headEnd: 9100, gate: tocTail.promise }, match: isToc, times: 1 });
+  const p = prereadSource(src, 3000, { pieceBytes: piece, parallel: 2, afterFirstOtherRead: true });
+  t.same(src.reads, [], 'nothing sent before the TOC read');
+  const toc = p.read({ start: 9000, end: 9500 });
+  await new Promise((r) => setImmediate(r));
+  t.same(src.reads, [{ start: 9000, end: 9500 }], 'the TOC read goes out alone');
+  answered.resolve();
+  await new Promise((r) => setImmediate(r));
+  t.same(src.reads.map((r) => r.start).slice(0, 3), [9000, 0, 1000], 'its first bytes started the pieces');
+  tocTail.resolve();
+  t.same(Buffer.from(await toc), slice(9000, 9500));
+  t.same(Buffer.from(await p.read({ start: 2100, end: 2200 })), slice(2100, 2200));
+  t.same(src.reads.map((r) => r.start), [9000, 0, 1000, 2000], 'each piece requested once');
+  p.dispose();
+});
+
+t.test('afterFirstOtherRead: a read inside the head still starts its own piece, and a failed other read releases the rest', async (t) => {
+  const src = recordingSource(t, blob);
+  src.inject({ fault: { error: new Error('reset') }, match: (r) => r.start === 9000, times: 1 });
+  const p = prereadSource(src, 3000, { pieceBytes: piece, parallel: 2, afterFirstOtherRead: true });
+  t.same(Buffer.from(await p.read({ start: 1200, end: 1300 })), slice(1200, 1300));
+  t.same(src.reads, [{ start: 1000, end: 2000 }], 'only the piece read');
+  await t.rejects(p.read({ start: 9000, end: 9500 }), /reset/);
+  await new Promise((r) => setImmediate(r));
+  t.same(src.reads.map((r) => r.start), [1000, 9000, 0, 2000], 'released by the failure: the others started');
+  p.dispose();
+});

@@ -96,7 +96,7 @@ export class RegistryClient {
       userAgent,
       onTokenFetch: () => figures.tokenFetches++,
     });
-    const transport = new Transport({ dispatcher, auth, trustsPlainHttp, userAgent });
+    const transport = new Transport({ dispatcher, auth, trustsPlainHttp, sendsWhileProbing: isInsecure, userAgent });
     const locator = new BlobLocator({ onResolve: () => figures.blobResolutions++ });
     this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
     this.#manifests = { blobs: this.#blobs, maxConfigBytes };

@@ -19,6 +19,12 @@ export interface TransportOptions {
   readonly auth: Authenticator;
   /** Whether `host[:port]` may be reached over plain HTTP (loopback or --insecure-registry). */
   readonly trustsPlainHttp: (hostPort: string) => boolean;
+  /**
+   * Whether the first GET to `host[:port]` goes out over plain HTTP alongside the scheme probe
+   * (`#sendWhileProbing`): --insecure-registry hosts, across a link. Not loopback, where a round trip
+   * costs nothing and the early GET of a registry that wants a token would be one more request. Default: none.
+   */
+  readonly sendsWhileProbing?: (hostPort: string) => boolean;
   readonly userAgent: string;
 }
 
@@ -62,6 +68,11 @@ export class Transport {
 
   /** Sends to the registry with its credentials; returns the response whatever its status. */
   async send(registry: string, o: SendOptions): Promise<HttpResponse> {
+    const early = this.#origins.has(registry) ? undefined : this.#sendWhileProbing(registry, o);
+    if (early !== undefined) {
+      const res = await early;
+      if (res !== undefined) return res;
+    }
     const origin = await this.origin(registry, o.signal);
     const target = new URL(origin);
     const used = o.scope === undefined ? NO_AUTH : await this.#o.auth.authorize(registry, o.scope, target, o.signal);
@@ -79,6 +90,38 @@ export class Transport {
     if (again.header === undefined || again.header === used.header) return res;
     await discard(res);
     return this.#request(origin, o, again.header);
+  }
+
+  /**
+   * The first request to an insecure registry goes out over plain HTTP at once, alongside the
+   * scheme probe, instead of after it: a registry that does answer over plain HTTP (the probe finds no TLS)
+   * has answered the request in the same round trip as the pings (issue 8: the ping was ~70 ms of every
+   * mount at 20 ms RTT). It carries no credentials (none are known before the probe's challenge, and
+   * they must not go out in the clear to a registry that speaks TLS). Its answer is used only when the
+   * probe settles on plain HTTP and it is no 401; otherwise it is dropped and the request sent as usual.
+   * Only GETs without a body: anything else must not be sent twice. Undefined: not sent early.
+   */
+  #sendWhileProbing(registry: string, o: SendOptions): Promise<HttpResponse | undefined> | undefined {
+    if (o.method !== 'GET' || o.body !== undefined || this.#o.sendsWhileProbing?.(registry) !== true) return undefined;
+    const plain = `http://${registryEndpoint(registry)}`;
+    const answer = this.#request(plain, o, undefined).then(
+      (res) => res,
+      () => undefined,
+    );
+    return (async () => {
+      let origin: string;
+      try {
+        origin = await this.origin(registry, o.signal);
+      } catch (err) {
+        void answer.then((res) => res && drop(res.body));
+        throw err;
+      }
+      const res = await answer;
+      if (res === undefined) return undefined;
+      if (origin === plain && res.statusCode !== 401) return res;
+      await discard(res);
+      return undefined;
+    })();
   }
 
   /** Sends to an absolute URL (a redirect target) with no registry credentials. */

@@ -86,6 +86,19 @@ t.test('401 then token: the ping brings the challenge, the first request carries
   t.equal(calls[0]!.headers.authorization, `Bearer ${r.issued[0]}`);
 });
 
+t.test('an --insecure-registry host: its early plain GET (no credentials) collects a 401, dropped, and the request goes again with the token', async (t) => {
+  const r = await tokenRegistry(t);
+  const client = testClient(t, { insecureRegistries: [r.registry.host] });
+  const got = await client.getManifest({ registry: r.registry.host, repository: REPO }, 'v1');
+  t.equal(got.digest, sha256(manifest));
+  t.same(
+    r.registry.calls().map((c) => c.headers.authorization),
+    [undefined, `Bearer ${r.issued[0]}`],
+    'the early GET went without credentials; the one that counted carried the token',
+  );
+  t.equal(r.issuer.requests.length, 1);
+});
+
 t.test('401 then token on a resource when the ping is open', async (t) => {
   const r = await tokenRegistry(t, { pingChallenges: false });
   const client = testClient(t);

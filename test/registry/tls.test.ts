@@ -1,6 +1,7 @@
 // Scheme and TLS choice: loopback registries try TLS first and fall back to plain HTTP only when the
 // peer does not speak TLS; a certificate we cannot verify is an error, never a silent downgrade;
-// --insecure-registry hosts skip verification; `ca` adds to the trusted roots.
+// --insecure-registry hosts skip verification, and their first GET goes out over plain HTTP with the pings
+// (used only when the registry turns out to speak nothing else); `ca` adds to the trusted roots.
 import t, { type Test } from 'tap';
 import https from 'node:https';
 import { generateTlsMaterial, tlsMaterial, type TlsMaterial } from '../support/certs.js';
@@ -49,6 +50,15 @@ t.test('--insecure-registry skips certificate verification for that host only', 
   await t.rejects(client.blobSize({ registry: other.host, repository: REPO }, digest), { code: 'SOURCE_UNAVAILABLE' });
 });
 
+t.test('an --insecure-registry host that speaks TLS: the first GET sent early over plain HTTP is dropped, and sent over TLS', async (t) => {
+  const m = await generateTlsMaterial();
+  const fake = await startTlsFake(t, m);
+  const client = testClient(t, { insecureRegistries: [fake.host] });
+  const got = await client.readRange({ registry: fake.host, repository: REPO }, digest, { start: 0, end: 100 });
+  t.same(Buffer.from(got), blob.subarray(0, 100));
+  t.same(fake.requests, ['GET /v2/', `GET /v2/${REPO}/blobs/${digest}`], 'over TLS: the ping, then the GET');
+});
+
 t.test('a loopback registry without TLS is reached over plain HTTP', async (t) => {
   const fake = await startFake(t, (req, res) => pingOk(req, res) || serveBlob(req, res, blob));
   const client = testClient(t);
@@ -62,11 +72,12 @@ t.test('options are validated with named errors', async (t) => {
   t.throws(() => testClient(t, { maxConfigBytes: -1 }), { code: 'INVALID_OPTION', option: 'maxConfigBytes' });
 });
 
-t.test('TLS and plain pings go out together: a registry without TLS costs one round of pings', async (t) => {
-  const events: string[] = [];
-  // One port, two behaviours: a TLS ClientHello is held unanswered until the plain ping has been served
-  // (or 5 s have passed: a client that waits for TLS to fail before it pings plain HTTP), then the
-  // connection is closed (no TLS here); a plain request is a registry answering over HTTP.
+/**
+ * One port, two behaviours: a TLS ClientHello is held unanswered until the plain ping has been served (or
+ * 5 s have passed: a client that waits for TLS to fail before it pings plain HTTP), then the connection is
+ * closed (no TLS here); a plain request is a registry answering over HTTP.
+ */
+async function plainBehindTlsAttempt(t: Test, events: string[]): Promise<string> {
   let releaseTls: () => void = () => {};
   const plainServed = new Promise<void>((resolve) => (releaseTls = resolve));
   const http = await import('node:http');
@@ -96,9 +107,26 @@ t.test('TLS and plain pings go out together: a registry without TLS costs one ro
     });
   });
   const { port } = await listenLoopback(t, server, 'connection');
+  return `127.0.0.1:${port}`;
+}
+
+t.test('TLS and plain pings go out together: a registry without TLS costs one round of pings', async (t) => {
+  const events: string[] = [];
+  const host = await plainBehindTlsAttempt(t, events);
   const client = testClient(t);
-  t.equal(await client.blobSize({ registry: `127.0.0.1:${port}`, repository: REPO }, digest), blob.length);
+  t.equal(await client.blobSize({ registry: host, repository: REPO }, digest), blob.length);
   t.same(events.slice(0, 3).sort(), ['plain GET /v2/', 'tls hello', 'tls refused'].sort());
   t.ok(events.indexOf('plain GET /v2/') < events.indexOf('tls refused'), `the plain ping was answered while the TLS attempt was pending: ${events.join(', ')}`);
   t.equal(events.at(-1), `plain HEAD /v2/${REPO}/blobs/${digest}`, 'and the registry is used over plain HTTP');
+});
+
+t.test('an --insecure-registry host without TLS: the first GET goes out with the pings, and its answer is used', async (t) => {
+  const events: string[] = [];
+  const host = await plainBehindTlsAttempt(t, events);
+  const client = testClient(t, { insecureRegistries: [host] });
+  const got = await client.readRange({ registry: host, repository: REPO }, digest, { start: 0, end: 100 });
+  t.same(Buffer.from(got), blob.subarray(0, 100));
+  const get = `plain GET /v2/${REPO}/blobs/${digest}`;
+  t.ok(events.indexOf(get) >= 0 && events.indexOf(get) < events.indexOf('tls refused'), `the GET was served before the TLS attempt failed: ${events.join(', ')}`);
+  t.equal(events.filter((e) => e === get).length, 1, 'and not sent again');
 });

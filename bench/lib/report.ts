@@ -139,8 +139,11 @@ function targets(d: BenchData): string[] {
   const warm = rate('1GiB warm (page cache)');
   const local = rate('1GiB local disk warm');
   const localCold = rate('1GiB local disk cold');
+  const firstWarm = rate('1GiB warm (page cache), first pass');
+  const firstLocal = rate('1GiB local disk warm, first pass');
   if (warm !== undefined && local !== undefined) {
-    out.push(`| warm reads ≥ half the local-disk rate | ${warm.toFixed(0)} MB/s vs ${local.toFixed(0)} MB/s local warm (${((warm / local) * 100).toFixed(0)} %)${localCold ? `, ${localCold.toFixed(0)} MB/s local cold` : ''} | ${warm >= local / 2 ? 'yes' : 'no'} |`);
+    const first = firstWarm !== undefined && firstLocal !== undefined ? `; the first warm pass after the cold read ${firstWarm.toFixed(0)} vs ${firstLocal.toFixed(0)} MB/s (${((firstWarm / firstLocal) * 100).toFixed(0)} %)` : '';
+    out.push(`| warm reads ≥ half the local-disk rate | ${warm.toFixed(0)} MB/s vs ${local.toFixed(0)} MB/s local warm (${((warm / local) * 100).toFixed(0)} %, median of 3 passes)${first}${localCold ? `, ${localCold.toFixed(0)} MB/s local cold` : ''} | ${warm >= local / 2 ? 'yes' : 'no'} |`);
   }
   return out;
 }

@@ -17,8 +17,23 @@ export interface ThroughputSample {
   readonly registryBytes: number;
 }
 
+const GIB = 2 ** 30;
 const dd = (file: string, t0: number) => timed(['dd', `if=${file}`, 'of=/dev/null', 'bs=1M'], t0);
 const walk = (root: string, t0: number) => timed(['sh', '-c', 'find "$1" -xdev -exec stat -c %s {} + | wc -l', 'walk', root], t0);
+
+/**
+ * Warm reads of a file just read cold: the first pass on its own, then the median of three. The first pass
+ * promotes every page it touches to the kernel's active list (a page's second access); on this kernel
+ * (6.18) FUSE caches in 4 KiB pages and ext4 in large folios, so that pass costs the mount ~100 ms more
+ * for the GiB (perf: the LRU lock and workingset_activation, a third of its samples), once. The passes
+ * after it are the warm rate a file read again and again gets (issue 8's warm target), on both sides.
+ */
+async function warmPasses(file: string, name: string, add: (c: string, ms: number, bytes: number) => void): Promise<void> {
+  add(`${name}, first pass`, (await dd(file, performance.now())).exitMs, GIB);
+  const ms: number[] = [];
+  for (let i = 0; i < 3; i++) ms.push((await dd(file, performance.now())).exitMs);
+  add(name, ms.sort((a, b) => a - b)[1]!, GIB);
+}
 
 export async function measureThroughput(opts: {
   registry: BenchRegistry;
@@ -31,7 +46,6 @@ export async function measureThroughput(opts: {
 }): Promise<ThroughputSample[]> {
   const { registry, run } = opts;
   const out: ThroughputSample[] = [];
-  const GIB = 2 ** 30;
   const add = (c: string, ms: number, bytes: number, registryBytes = 0): void => {
     out.push({ case: c, run, ms, bytes, registryBytes });
     opts.log(`  ${c}: ${ms.toFixed(0)} ms${bytes ? `, ${(bytes / 1e6 / (ms / 1e3)).toFixed(0)} MB/s` : ''}`);
@@ -57,14 +71,13 @@ export async function measureThroughput(opts: {
     await timed(['stat', file2], performance.now());
     t0 = performance.now();
     await dd(file2, t0).then((r) => add('1GiB disk cache', r.exitMs, GIB));
-    t0 = performance.now();
-    await dd(file2, t0).then((r) => add('1GiB warm (page cache)', r.exitMs, GIB));
+    await warmPasses(file2, '1GiB warm (page cache)', add);
   } finally {
     await daemon.stop();
   }
   await dropCaches();
   await dd(opts.gibLocal, performance.now()).then((r) => add('1GiB local disk cold', r.exitMs, GIB));
-  await dd(opts.gibLocal, performance.now()).then((r) => add('1GiB local disk warm', r.exitMs, GIB));
+  await warmPasses(opts.gibLocal, '1GiB local disk warm', add);
 
   // Metadata: the whole tree, cold (resolution and TOCs included) and warm (same mount again).
   await dropCaches();

@@ -148,6 +148,39 @@ t.test('opening a program reads its loader and libraries whole, transitively, on
   t.equal(fs.reads.length, 8, 'a program opened again, or a file that is no ELF: nothing more');
 });
 
+t.test('the head of a dynamically linked program brings the loader cache at once, before the program is read whole', async (t) => {
+  let release: () => void = () => {};
+  const held = new Promise<void>((r) => (release = r));
+  const fs = tree({
+    'usr/bin/app': syntheticElf({ interp: '/lib64/ld.so', needed: [] }),
+    'usr/bin/static': syntheticElf({ needed: [] }),
+    'lib64/ld.so': syntheticElf({ needed: [] }),
+    etc: { link: 'private/etc' },
+    'private/etc/ld.so.cache': Buffer.from('glibc-ld.so.cache1.1'),
+  });
+  const slowWhole: LibraryTree = {
+    ...fs,
+    read: async (path, o, l, signal, opts) => {
+      if (path === 'usr/bin/app') await held; // the rest of the program is still on its way
+      return fs.read(path, o, l, signal, opts);
+    },
+  };
+  const libs = new LibraryPrefetch(slowWhole);
+  libs.opened('usr/bin/static', syntheticElf({ needed: [] }));
+  await settle();
+  t.same(fs.reads, ['usr/bin/static'], 'a program without an interpreter: no loader cache');
+  const head = syntheticElf({ interp: '/lib64/ld.so', needed: [] }).subarray(0, 4096);
+  libs.opened('usr/bin/app', head);
+  await settle();
+  t.same(fs.reads.slice(1), ['private/etc/ld.so.cache'], 'the cache (its symlinks followed) while the program is still held');
+  t.same(fs.foreground, [], 'in the background');
+  release();
+  await settle();
+  libs.opened('usr/bin/other', head);
+  await settle();
+  t.equal(fs.reads.filter((r) => r === 'private/etc/ld.so.cache').length, 1, 'once per image');
+});
+
 t.test('a library that fails to read is nobody\'s error; the limits hold', async (t) => {
   const fs = tree({
     'bin/a': syntheticElf({ needed: ['liba.so', 'libb.so'] }),

@@ -12,7 +12,7 @@ export interface RegistryStats {
   /** Requests repeated after a transient failure. */
   readonly retries: number;
   readonly tokenFetches: number;
-  /** Blob locations resolved (`GET` + `Range: bytes=0-1`), and resolved again after a refusal. */
+  /** Blob locations resolved (by the GETs sent before a blob's location was known), and resolved again after a refusal. */
   readonly blobResolutions: number;
   readonly reResolutions: number;
   /** Registry quirks met and worked around. */

@@ -9,7 +9,7 @@
  *
  * glibc's loader reads /etc/ld.so.cache before it looks in the default directories; it is fetched as soon
  * as the head of a dynamically linked program (one with an interpreter) is read, with no wait for the rest
- * of the program: the loader asked for it ~50 ms after python3's head arrived, and waited 50 ms for it
+ * of the program: the loader asked for it ~0.1 s after python3's head arrived, and waited ~50 ms for it
  * (issue 8, 100 Mbit/s 20 ms).
  *
  * Only what the loader will read anyway is fetched (a library it needs at start, its cache), once per

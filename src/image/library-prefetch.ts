@@ -79,10 +79,8 @@ export class LibraryPrefetch {
   async #follow(path: string): Promise<void> {
     if (this.#seen.has(path) || this.#seen.size >= this.#maxFiles) return;
     this.#seen.add(path);
-    const node = this.#tree.lookup(path);
-    if (node?.type !== 'reg' || node.size > this.#maxFileBytes) return;
-    const bytes = await this.#tree.read(path, 0, node.size, undefined, { background: true });
-    const needs = elfNeeds(bytes);
+    const bytes = await this.#readWhole(path);
+    const needs = bytes && elfNeeds(bytes);
     if (!needs) return;
     const origin = `/${path.split('/').slice(0, -1).join('/')}`;
     const dirs = [...needs.searchPath.map((d) => d.replace(/\$(ORIGIN|\{ORIGIN\})/g, origin)), ...DEFAULT_DIRS];
@@ -97,9 +95,14 @@ export class LibraryPrefetch {
 
   async #readLoaderCache(): Promise<void> {
     const path = await this.#resolve(LOADER_CACHE);
-    const node = path === undefined ? undefined : this.#tree.lookup(path);
-    if (path === undefined || node?.type !== 'reg' || node.size > this.#maxFileBytes) return;
-    await this.#tree.read(path, 0, node.size, undefined, { background: true });
+    if (path !== undefined) await this.#readWhole(path);
+  }
+
+  /** A regular file of at most maxFileBytes, read whole in the background; undefined for anything else. */
+  async #readWhole(path: string): Promise<Uint8Array | undefined> {
+    const node = this.#tree.lookup(path);
+    if (node?.type !== 'reg' || node.size > this.#maxFileBytes) return undefined;
+    return this.#tree.read(path, 0, node.size, undefined, { background: true });
   }
 
   /** The resolved path of a library: a path as given, a bare name in the first directory that has it. */

@@ -65,10 +65,7 @@ export async function openBlob(
     if (isClaim(loc)) return resolving(t, repo, path, headers, signal, loc);
     const opened = loc.target
       ? await fromTarget(t, repo.registry, path, loc.target, headers, signal)
-      : {
-          res: await t.send(repo.registry, { method: 'GET', path, headers, scope: pullScope(repo.repository), signal }),
-          ctx: t.context(repo.registry, 'GET', path),
-        };
+      : { res: await registryGet(t, repo, path, headers, signal), ctx: t.context(repo.registry, 'GET', path) };
     if (!resolvedAgain && mustResolveAgain(loc, opened.res.statusCode)) {
       await discard(opened.res);
       locator.forget(repo.registry, repo.repository, digest, loc);
@@ -81,6 +78,17 @@ export async function openBlob(
 
 const isClaim = (loc: BlobLocation | LocationClaim): loc is LocationClaim => 'answered' in loc;
 
+/** A blob GET to the registry itself, with its pull credentials. */
+function registryGet(
+  t: Transport,
+  repo: RepositoryRef,
+  path: string,
+  headers: Readonly<Record<string, string>>,
+  signal: AbortSignal | undefined,
+): Promise<HttpResponse> {
+  return t.send(repo.registry, { method: 'GET', path, headers, scope: pullScope(repo.repository), signal });
+}
+
 /** The GET that resolves the blob's location: to the registry, its redirect (if any) then followed. */
 async function resolving(
   t: Transport,
@@ -92,7 +100,7 @@ async function resolving(
 ): Promise<OpenedBlob> {
   let res: HttpResponse;
   try {
-    res = await t.send(repo.registry, { method: 'GET', path, headers, scope: pullScope(repo.repository), signal });
+    res = await registryGet(t, repo, path, headers, signal);
   } catch (err) {
     // A range past the end proves that the registry serves the blob itself.
     if (err instanceof RangeNotSatisfiableError) claim.direct(err.totalSize);

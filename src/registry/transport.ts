@@ -104,10 +104,7 @@ export class Transport {
   #sendWhileProbing(registry: string, o: SendOptions): Promise<HttpResponse | undefined> | undefined {
     if (o.method !== 'GET' || o.body !== undefined || this.#o.sendsWhileProbing?.(registry) !== true) return undefined;
     const plain = `http://${registryEndpoint(registry)}`;
-    const answer = this.#request(plain, o, undefined).then(
-      (res) => res,
-      () => undefined,
-    );
+    const answer: Promise<HttpResponse | undefined> = this.#request(plain, o, undefined).catch(() => undefined);
     return (async () => {
       let origin: string;
       try {

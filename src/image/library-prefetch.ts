@@ -16,17 +16,10 @@
  * image; a file that is no ELF, or too large, costs nothing. Failures are ignored: the loader's own read
  * reports them.
  */
-import type { FsNode } from './filesystem.js';
 import { elfNeeds, isElf64 } from './elf-deps.js';
-import type { LayerReadOptions } from './layer-tree.js';
+import { readWhole, resolveInTree, type PrefetchTree } from './tree-paths.js';
 
-/** What the prefetch needs of an image tree (MergedTree): normalised paths, '' = root. */
-export interface LibraryTree {
-  lookup(path: string): FsNode | undefined;
-  read(path: string, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
-  /** Lists lazily listed directories along `path` (CVMFS layers) before `lookup` is asked. */
-  load?(path: string): Promise<void>;
-}
+export type LibraryTree = PrefetchTree;
 
 export interface LibraryPrefetchOptions {
   /**
@@ -43,7 +36,6 @@ const DEFAULT_DIRS = [
   '/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', '/lib/aarch64-linux-gnu', '/usr/lib/aarch64-linux-gnu',
   '/lib64', '/usr/lib64', '/lib', '/usr/lib', '/usr/local/lib',
 ];
-const MAX_SYMLINK_HOPS = 40;
 /** glibc's cache of library locations (ldconfig). */
 const LOADER_CACHE = '/etc/ld.so.cache';
 
@@ -69,6 +61,14 @@ export class LibraryPrefetch {
       void this.#readLoaderCache().catch(() => {});
     }
     void this.#follow(path).catch(() => {});
+  }
+
+  /**
+   * A file about to be loaded that no one has opened yet (a Python extension module an import will load):
+   * read whole, and what it needs followed, as for a program opened. Never throws.
+   */
+  prefetch(path: string): Promise<void> {
+    return this.#follow(path).catch(() => {});
   }
 
   /** Files followed so far (for tests and figures). */
@@ -98,11 +98,12 @@ export class LibraryPrefetch {
     if (path !== undefined) await this.#readWhole(path);
   }
 
-  /** A regular file of at most maxFileBytes, read whole in the background; undefined for anything else. */
-  async #readWhole(path: string): Promise<Uint8Array | undefined> {
-    const node = this.#tree.lookup(path);
-    if (node?.type !== 'reg' || node.size > this.#maxFileBytes) return undefined;
-    return this.#tree.read(path, 0, node.size, undefined, { background: true });
+  #readWhole(path: string): Promise<Uint8Array | undefined> {
+    return readWhole(this.#tree, path, this.#maxFileBytes);
+  }
+
+  #resolve(absolute: string): Promise<string | undefined> {
+    return resolveInTree(this.#tree, absolute);
   }
 
   /** The resolved path of a library: a path as given, a bare name in the first directory that has it. */
@@ -114,31 +115,5 @@ export class LibraryPrefetch {
       if (found !== undefined && this.#tree.lookup(found)?.type === 'reg') return found;
     }
     return undefined;
-  }
-
-  /** `absolute` with every symlink followed inside the image (absolute targets from its root). */
-  async #resolve(absolute: string): Promise<string | undefined> {
-    const rest = absolute.split('/');
-    const done: string[] = [];
-    for (let hops = 0; rest.length > 0; ) {
-      const name = rest.shift()!;
-      if (name === '' || name === '.') continue;
-      if (name === '..') {
-        done.pop();
-        continue;
-      }
-      const path = [...done, name].join('/');
-      await this.#tree.load?.(path);
-      const node = this.#tree.lookup(path);
-      if (node === undefined) return undefined;
-      if (node.type === 'symlink' && node.linkName !== undefined) {
-        if (++hops > MAX_SYMLINK_HOPS) return undefined;
-        rest.unshift(...node.linkName.split('/'));
-        if (node.linkName.startsWith('/')) done.length = 0;
-        continue;
-      }
-      done.push(name);
-    }
-    return done.join('/');
   }
 }

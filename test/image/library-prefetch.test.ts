@@ -5,9 +5,9 @@
 // of this machine (Debian bookworm, as every machine the tests run on) and synthetic ones.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import type { FsNode } from '../../src/image/filesystem.js';
 import { elfNeeds, isElf64 } from '../../src/image/elf-deps.js';
 import { LibraryPrefetch, type LibraryTree } from '../../src/image/library-prefetch.js';
+import { memoryTree } from '../support/memory-tree.js';
 
 const TRUE = readFileSync('/bin/true');
 const LIBC = readFileSync('/lib/x86_64-linux-gnu/libc.so.6');
@@ -85,29 +85,7 @@ t.test('bytes that are no ELF, or do not hold together, need nothing and never t
   t.equal(elfNeeds(huge), undefined);
 });
 
-/** An in-memory image: files (bytes), symlinks (targets), directories implied. */
-function tree(files: Record<string, Buffer | { link: string }>): LibraryTree & { reads: string[]; foreground: string[] } {
-  const reads: string[] = [];
-  const foreground: string[] = [];
-  const node = (path: string): FsNode | undefined => {
-    const f = files[path];
-    const base = { ino: 1, mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, nlink: 1 };
-    if (f === undefined) return Object.keys(files).some((k) => k.startsWith(`${path}/`)) ? { ...base, type: 'dir', size: 0 } : undefined;
-    return Buffer.isBuffer(f) ? { ...base, type: 'reg', size: f.length } : { ...base, type: 'symlink', size: f.link.length, linkName: f.link };
-  };
-  return {
-    reads,
-    foreground,
-    lookup: node,
-    read: async (path, offset, length, _signal, opts) => {
-      reads.push(path);
-      if (!opts?.background) foreground.push(path);
-      const f = files[path];
-      if (!Buffer.isBuffer(f)) throw new Error(`not a file: ${path}`);
-      return f.subarray(offset, offset + length);
-    },
-  };
-}
+const tree = memoryTree;
 
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
 

@@ -99,6 +99,8 @@ export interface GetChunksOptions {
    * some asked-for chunk goes to the source; never awaited, never an error for the caller.
    */
   readonly onMiss?: readonly ChunkRef[];
+  /** A background read (a prefetch): its small units wait a moment to share requests with others (#gathered). */
+  readonly gather?: boolean;
 }
 
 interface Pending {
@@ -108,6 +110,13 @@ interface Pending {
   readonly used: number;
   error?: unknown;
 }
+
+/** How long background fetches wait for others to share their requests (#gathered). */
+const GATHER_MS = 2;
+/** Gathered fetches share a request across a hole this small at most: they are guesses, so are its bytes. */
+const GATHER_GAP_BYTES = 4 << 10;
+/** Larger units are not gathered: a stream of one library must not hold up the small files behind it. */
+const GATHER_MAX_UNIT_BYTES = 256 << 10;
 
 /** A read whose own chunks weigh this much (uncompressed) sends its on-miss fetches only once it has them. */
 const DEFER_ON_MISS_BYTES = 1 << 20;
@@ -138,6 +147,7 @@ export class ChunkFetcher {
   readonly #background = new Set<Promise<unknown>>();
   readonly #diskWrites: WriteBehind | undefined;
   readonly #closing = new AbortController();
+  readonly #gathering = new Map<ChunkLayer, { readonly pendings: Pending[]; readonly done: Promise<void> }>();
   #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
   constructor(opts: FetcherOptions) {
@@ -277,6 +287,18 @@ export class ChunkFetcher {
       pending = await this.#fromDiskQueue(layer, pending);
       if (this.#disk) pending = await this.#fromStore(layer, this.#disk, pending);
       if (pending.length === 0) return;
+      if (!opts.gather) return await this.#fetchAndSettle(layer, pending, opts);
+      const small = pending.filter((p) => p.unit.size <= GATHER_MAX_UNIT_BYTES);
+      const large = pending.filter((p) => p.unit.size > GATHER_MAX_UNIT_BYTES);
+      await Promise.all([this.#gathered(layer, small), large.length > 0 && this.#fetchAndSettle(layer, large, opts)]);
+    } catch (err) {
+      for (const p of pending) this.#settle(p, undefined, err); // settling twice is a no-op
+    }
+  }
+
+  /** Fetches `pending` from the source, once more what came bad, and settles every one. */
+  async #fetchAndSettle(layer: ChunkLayer, pending: Pending[], opts: GetChunksOptions): Promise<void> {
+    try {
       let failed = await this.#fetchUnits(layer, pending, 1, opts);
       if (failed.length > 0) {
         this.#figures.retries += failed.length;
@@ -284,8 +306,29 @@ export class ChunkFetcher {
       }
       for (const p of failed) this.#settle(p, undefined, finalError(layer.digest, p.unit, p.error));
     } catch (err) {
-      for (const p of pending) this.#settle(p, undefined, err); // settling twice is a no-op
+      for (const p of pending) this.#settle(p, undefined, err);
     }
+  }
+
+  /**
+   * Small background fetches of a layer gathered for GATHER_MS, then sent together: a prefetch asks for
+   * a module's imports or a program's libraries one file at a time, and spans near each other in the
+   * blob then share requests (and connections) instead of each opening its own.
+   */
+  #gathered(layer: ChunkLayer, pending: Pending[]): Promise<void> {
+    if (pending.length === 0) return Promise.resolve();
+    let batch = this.#gathering.get(layer);
+    if (batch === undefined) {
+      const pendings: Pending[] = [];
+      const done = new Promise<void>((resolve) => setTimeout(resolve, GATHER_MS)).then(() => {
+        this.#gathering.delete(layer);
+        return this.#fetchAndSettle(layer, pendings, { gather: true });
+      });
+      batch = { pendings, done };
+      this.#gathering.set(layer, batch);
+    }
+    batch.pendings.push(...pending);
+    return batch.done;
   }
 
   /** Settles what waits for the disk (evicted from memory meanwhile: it goes back); returns the rest. */
@@ -407,7 +450,7 @@ export class ChunkFetcher {
     const byStart = new Map(toFetch.map((f) => [`${f.span.start}-${f.span.end}`, f]));
     const requests = opts.oneRequest
       ? mergeSpans(toFetch.map((f) => f.span), Infinity, Infinity)
-      : mergeSpans(toFetch.map((f) => f.span), this.#gap, this.#maxRequest);
+      : mergeSpans(toFetch.map((f) => f.span), opts.gather ? Math.min(this.#gap, GATHER_GAP_BYTES) : this.#gap, this.#maxRequest);
     const settle = (f: { key: string; d: Deferred<Uint8Array> }, bytes: Uint8Array | undefined, err?: unknown): void => {
       if (this.#spans.get(f.key) === f.d.promise) this.#spans.delete(f.key);
       if (bytes !== undefined) f.d.resolve(bytes);
@@ -447,7 +490,7 @@ export class ChunkFetcher {
         const startedMs = performance.now();
         this.#diskWrites?.busy();
         try {
-          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData });
+          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData, ...(opts.gather && { patient: true }) });
         } catch (err) {
           for (const f of members.slice(next)) settle(f, undefined, err);
           return;

@@ -134,7 +134,7 @@ export class VerifiedLayer implements ChunkLayer {
       refs.push({ entry, index: i, used: opts.background ? 0 : Math.min(c.fileOffset + c.size, end) - Math.max(c.fileOffset, offset) });
     }
     const ahead = opts.background ? NO_READ_AHEAD : this.#readAhead.plan(entry, refs, offset, end);
-    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent, onMiss: ahead.onMiss });
+    const reading = this.#fetcher.getChunks(this, refs, signal, { readAhead: ahead.adjacent, onMiss: ahead.onMiss, ...(opts.background && { gather: true }) });
     // The next chunks of a file read sequentially: requests of their own, in parallel with this one.
     // `used: 0`: fetching ahead reads nothing yet, so a cache hit here is no byte served (the figures).
     for (const ref of ahead.sequential) this.#fetcher.getChunks(this, [{ ...ref, used: 0 }]).catch(() => {});

@@ -8,12 +8,14 @@
  * The head is read in pieces, a few at a time, in blob order. A read inside pieces under way or done waits
  * for them instead of sending a request, and is told of their bytes as they arrive (`onData`: the fetcher
  * inflates and verifies a chunk once its span is in, not when the 2 MiB piece ends); a read of a piece not
- * started yet starts it. Bytes are handed out unverified, like any source's: the fetcher checks every chunk
- * digest, and its second attempt asks for `fresh` bytes, which always come from the blob. A piece whose
+ * started yet starts it, unless it is `patient` (a prefetch's guess), which waits for the piece's turn: a
+ * guess must not split the link with the pieces the workload needs first. Bytes are handed out
+ * unverified, like any source's: the fetcher checks every chunk digest, and its second attempt asks for
+ * `fresh` bytes, which always come from the blob. A piece whose
  * every byte was handed out is let go, as is every piece once the layer's prefetch has run (`finish()`).
  * A failed piece is no one's error: reads in it go to the blob, unless it had given them all their bytes.
  */
-import { abortable } from './deferred.js';
+import { abortable, deferred, type Deferred } from './deferred.js';
 import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from './layer.js';
 import type { OnRangeData } from '../registry/blobs.js';
 import type { ByteRange, RangeSource, RangeReadOptions } from './range-source.js';
@@ -54,6 +56,8 @@ interface Piece {
   readonly watchers: Set<() => void>;
   handedOut: number;
   state: 'waiting' | 'reading' | 'done' | 'gone';
+  /** Settles when the piece leaves 'waiting' (started, or let go unstarted): what a patient read waits for. */
+  readonly left: Deferred<void>;
 }
 
 export function prereadSource(inner: RangeSource, end: number, opts: PrereadOptions = {}): PrereadSource {
@@ -63,7 +67,7 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
   const stop = new AbortController();
   const pieces: Piece[] = [];
   for (let start = 0; start < headEnd; start += pieceBytes) {
-    pieces.push({ start, end: Math.min(headEnd, start + pieceBytes), bytes: undefined, received: 0, partial: undefined, watchers: new Set(), handedOut: 0, state: 'waiting' });
+    pieces.push({ start, end: Math.min(headEnd, start + pieceBytes), bytes: undefined, received: 0, partial: undefined, watchers: new Set(), handedOut: 0, state: 'waiting', left: deferred() });
   }
   let running = 0;
   let finished = false;
@@ -72,6 +76,7 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
   const begin = (p: Piece): void => {
     if (p.state !== 'waiting') return;
     p.state = 'reading';
+    p.left.resolve();
     running++;
     const onData = (received: number, partial: Uint8Array): void => {
       p.received = received;
@@ -101,6 +106,7 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
   };
   const letGo = (p: Piece): void => {
     p.state = 'gone';
+    p.left.resolve();
     p.bytes = undefined;
     p.partial = undefined;
   };
@@ -128,6 +134,10 @@ export function prereadSource(inner: RangeSource, end: number, opts: PrereadOpti
     async read(range: ByteRange, signal?: AbortSignal, readOpts?: RangeReadOptions): Promise<Uint8Array> {
       const mine = readOpts?.fresh || range.end > headEnd ? [] : pieces.filter((p) => p.start < range.end && p.end > range.start);
       if (mine.length === 0 || mine.some((p) => p.state === 'gone')) return other(range, signal, readOpts);
+      if (readOpts?.patient) {
+        await abortable(Promise.all(mine.map((p) => p.left.promise)), signal, 'read ahead of the TOC');
+        if (mine.some((p) => p.state === 'gone')) return other(range, signal, readOpts);
+      }
       for (const p of mine) begin(p);
       const watching = readOpts?.onData ? watch(mine, range, readOpts.onData) : undefined;
       let parts: Uint8Array[];

@@ -26,6 +26,11 @@ export interface RangeReadOptions {
    * second attempt after bytes failed their digest.
    */
   readonly fresh?: boolean;
+  /**
+   * A guess (a prefetch): bytes a source is already reading ahead in order are waited for in their turn,
+   * not fetched out of it (preread-source.ts).
+   */
+  readonly patient?: boolean;
 }
 
 /** Throws unless [start, end) is a non-empty range inside a blob of `size` bytes. */

@@ -374,3 +374,19 @@ t.test('a large read sends its on-miss fetches once it has its own bytes; a smal
     t.equal(src.reads.length, 2, `${path}: the on-miss request was sent`);
   }
 });
+
+t.test('background reads made together share requests; a guess reads no large hole through, nor waits for a large unit', async (t) => {
+  const near = [0, 1, 2, 3].map((i) => ({ path: `d/f${i}`, content: noise(3000, 30 + i), junkAfter: 100 }));
+  const gathered = async (files: FakeFile[], gather: boolean): Promise<RecordingSource> => {
+    const r = await rig(t, files);
+    await Promise.all(files.map((f) => r.fetcher.getChunks(r.layer, r.refs(f.path), undefined, { gather })));
+    return r.src;
+  };
+  t.equal((await gathered(near, true)).requests, 1, 'four prefetched files a few bytes apart: one request');
+  t.equal((await gathered(near, false)).requests, 4, 'four reads of a workload: each sent at once, on its own');
+  const far = [0, 1, 2].map((i) => ({ path: `e/f${i}`, content: noise(3000, 40 + i), junkAfter: 10_000 }));
+  t.equal((await gathered(far, true)).requests, 3, '10 kB holes are not read through for a guess (the workload\'s gap is 64 KiB)');
+  const withLarge = [...near, { path: 'd/large', content: noise(300 << 10, 50), chunkSize: 300 << 10 }];
+  const src = await gathered(withLarge, true);
+  t.equal(src.requests, 2, 'a unit over 256 KiB goes on its own; the small ones together');
+});

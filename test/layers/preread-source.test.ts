@@ -1,6 +1,6 @@
 // The head of a blob read before anyone asks (preread-source.ts): reads inside it wait for the pieces under
 // way instead of sending requests and are told of their bytes as they arrive, a piece not started yet
-// starts on demand, `fresh` reads and reads past
+// starts on demand (a patient read waits for its turn), `fresh` reads and reads past
 // the head go to the blob, a failed piece is no one's error, and nothing is kept or fetched after dispose.
 import t from 'tap';
 import { deferred } from '../../src/layers/deferred.js';
@@ -43,6 +43,30 @@ t.test('a read of a piece not started yet starts it at once', async (t) => {
   t.same(Buffer.from(await late), slice(4200, 4300));
   gate.resolve();
   p.dispose();
+});
+
+t.test('a patient read (a prefetch\'s guess) waits for its piece\'s turn; one whose piece is let go unstarted reads the blob', async (t) => {
+  const src = recordingSource(t, blob);
+  const gate = deferred<void>();
+  src.inject({ fault: { gate: gate.promise }, times: 1 });
+  const p = prereadSource(src, 3000, { pieceBytes: piece, parallel: 1 });
+  const late = p.read({ start: 2200, end: 2300 }, undefined, { patient: true });
+  t.same(src.reads, [{ start: 0, end: 1000 }], 'no piece jumped the queue');
+  gate.resolve();
+  t.same(Buffer.from(await late), slice(2200, 2300), 'served by its piece in its turn');
+  t.same(src.reads.map((r) => r.start), [0, 1000, 2000], 'each piece once, in blob order');
+  p.dispose();
+
+  const held = recordingSource(t, blob);
+  const gate2 = deferred<void>();
+  held.inject({ fault: { gate: gate2.promise }, times: 1 });
+  const q = prereadSource(held, 3000, { pieceBytes: piece, parallel: 1 });
+  const waiting = q.read({ start: 2200, end: 2300 }, undefined, { patient: true });
+  q.finish();
+  t.same(Buffer.from(await waiting), slice(2200, 2300), 'the prefetch finished first: the blob');
+  t.same(held.reads.at(-1), { start: 2200, end: 2300 });
+  gate2.resolve();
+  q.dispose();
 });
 
 t.test('past the head, fresh reads, failed pieces and a disposed source: the blob itself', async (t) => {

@@ -5,10 +5,12 @@
 import { TocfsError, isTocfsError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference } from '../registry/reference.js';
+import type { TocEntry } from '../formats/toc.js';
 import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
 import type { CatalogResolved, CvmfsCatalog } from './cvmfs-catalog.js';
 import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
 import { LibraryPrefetch } from './library-prefetch.js';
+import { PythonPrefetch } from './python-prefetch.js';
 import { MergedTree } from './merged-tree.js';
 import { singularityEntries } from './singularity-files.js';
 import { SingularityOverlay, type ImageTree } from './singularity-overlay.js';
@@ -96,12 +98,28 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
   };
 }
 
-/** The layers merged, with the libraries of every program opened in it prefetched (library-prefetch.ts). */
+/**
+ * The layers merged, with the libraries of every program opened in it prefetched (library-prefetch.ts), and
+ * the modules every compiled Python module imports (python-prefetch.ts).
+ */
 function merged(layers: readonly LayerTree[], inodes: InodeCounter, log: ((line: string) => void) | undefined): MergedTree {
-  let libraries: LibraryPrefetch | undefined;
-  const tree = new MergedTree(layers, { inodes, ...(log && { log }), onOpened: (path, head) => libraries?.opened(path, head) });
-  libraries = new LibraryPrefetch(tree);
+  const onOpened = (path: string, head: Uint8Array): void => {
+    libraries.opened(path, head);
+    // An optimized layer's prioritised files come in the order a workload read them; what a module there
+    // imports came with it. Guessing would only add requests beside the ones it waits for.
+    if (!prioritized(tree.owner(path))) python.opened(path, head);
+  };
+  const tree = new MergedTree(layers, { inodes, ...(log && { log }), onOpened });
+  const libraries = new LibraryPrefetch(tree);
+  const python = new PythonPrefetch(tree, { onExtension: (path) => void libraries.prefetch(path) });
   return tree;
+}
+
+/** A file among the prioritised files of an optimized layer (all its chunks before the landmark). */
+function prioritized(owner: { layer: LayerTree; entry: TocEntry } | undefined): boolean {
+  const region = owner?.layer.index.prefetch;
+  const last = owner?.entry.chunks.at(-1);
+  return region !== undefined && last !== undefined && last.compressedEnd <= region.end;
 }
 
 /** The image's own tree plus `/.singularity.d` and the runtime's mount points where it lacks them. */

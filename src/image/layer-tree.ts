@@ -12,6 +12,8 @@ import type { LayerReadOptions } from '../layers/layer.js';
  */
 export interface LayerIndex extends Pick<TocIndex, 'root' | 'lookup' | 'children' | 'walk' | 'externalLinks'> {
   readonly format: TocFormat | 'cvmfs' | 'cvmfs-flat';
+  /** The prioritised files' span of an optimized layer (TocIndex.prefetch); absent for other indexes. */
+  readonly prefetch?: TocIndex['prefetch'];
 }
 
 export type { LayerReadOptions };

@@ -11,6 +11,8 @@
  *  - the rest of a file opened at its start: a loader that reads an ELF header at 0 maps pages near the
  *    start and the end next, each a round trip of its own; a file of a few chunks is fetched whole, its
  *    other chunks in the same request after the ones read, when the read at 0 goes to the source.
+ *  - none of that for a compiled Python module of a version python-prefetch.ts reads: its imports are
+ *    fetched by name (when the module is read, whatever the layer), and its neighbours would be a guess.
  *  - a directory that a workload keeps reading from: the second file of one directory that misses the
  *    caches warms the whole directory (its small files, up to a budget) in requests of their own, in
  *    parallel with the read; a directory whose small files are few bytes in all, already the first. Python imports a package's modules one after another, each a round trip on
@@ -22,14 +24,25 @@
 import type { TocEntry, TocIndex } from '../formats/toc.js';
 import type { ChunkRef } from './fetch-plan.js';
 
+/**
+ * Compiled modules of the CPython versions whose imports image/python-prefetch.ts follows (the cache tags
+ * of image/pyc-imports.ts). What their import executes next is fetched by name, not by neighbourhood.
+ */
+const FOLLOWED_BYTECODE = /(?:^|\/)__pycache__\/[^/]+\.cpython-31[123]\.pyc$/;
+
+export function isFollowedBytecode(path: string): boolean {
+  return FOLLOWED_BYTECODE.test(path);
+}
+
 /** Adjacent chunks whose compressed spans sit further apart than this are not "adjacent". */
 const MAX_GAP_BYTES = 64 << 10;
 
 export interface ReadAheadPolicy {
   /**
-   * Compressed bytes of following chunks fetched along with a read's own request. Default 192 KiB: enough
-   * for a package's next few modules, small enough that one small file read still moves well under the
-   * 300 KB that issue 6 allows (512 KiB did not). 0 disables.
+   * Compressed bytes of following chunks fetched along with a read's own request. Default 64 KiB: a few
+   * small neighbours. It was 192 KiB for a package's next few modules; python-prefetch.ts now fetches
+   * those by name, and in the app of issue 8 the 192 KiB after the other files read (the interpreter, a
+   * locale, a time zone) were ~0.5 MB never read. 0 disables.
    */
   readonly adjacentBytes?: number;
   /** Chunks of the same file fetched ahead of a sequential read, each its own request. Default 2; 0 disables. */
@@ -82,7 +95,7 @@ export class ReadAhead {
 
   constructor(index: TocIndex, policy: ReadAheadPolicy = {}) {
     this.#index = index;
-    this.#adjacentBytes = policy.adjacentBytes ?? 192 << 10;
+    this.#adjacentBytes = policy.adjacentBytes ?? 64 << 10;
     this.#sequentialChunks = policy.sequentialChunks ?? 2;
     this.#wholeFileBytes = policy.wholeFileBytes ?? 16 << 20;
     this.#directoryBytes = policy.directoryBytes ?? 2 << 20;
@@ -113,6 +126,7 @@ export class ReadAhead {
     // trip of its own and no second request to share the link with.
     const rest = offset === 0 && entry.size <= this.#wholeFileBytes ? this.#restOf(entry, refs) : [];
     const lastFetched = rest.length > 0 ? entry.chunks[rest[rest.length - 1]!.index]! : entry.chunks[last.index]!;
+    if (isFollowedBytecode(entry.path)) return { adjacent: rest, sequential, onMiss: [] };
     return { adjacent: [...rest, ...this.#adjacent(lastFetched.compressedEnd, entry)], sequential, onMiss: this.#directory(entry) };
   }
 

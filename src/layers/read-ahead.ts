@@ -1,6 +1,6 @@
 /**
  * Read-ahead (DESIGN.md §2 fetch policy; issue 8): what to fetch beyond the chunks a read needs, planned
- * from the TOC alone. Two patterns pay for themselves on a link with a real round-trip time:
+ * from the TOC alone. These patterns pay for themselves on a link with a real round-trip time:
  *
  *  - adjacent small files: a workload that reads one file of a directory reads its neighbours next
  *    (Python imports a package's modules, a loader its libraries), and the tar keeps them adjacent in the
@@ -11,13 +11,15 @@
  *  - the rest of a file opened at its start: a loader that reads an ELF header at 0 maps pages near the
  *    start and the end next, each a round trip of its own; a file of a few chunks is fetched whole, its
  *    other chunks in the same request after the ones read, when the read at 0 goes to the source.
- *  - none of that for a compiled Python module of a version python-prefetch.ts reads: its imports are
- *    fetched by name (when the module is read, whatever the layer), and its neighbours would be a guess.
  *  - a directory that a workload keeps reading from: the second file of one directory that misses the
  *    caches warms the whole directory (its small files, up to a budget) in requests of their own, in
- *    parallel with the read; a directory whose small files are few bytes in all, already the first. Python imports a package's modules one after another, each a round trip on
- *    an unprioritised layer; one request brings the rest. Reads served from the caches (an optimized
- *    layer's prefetched files) never warm anything, so a prioritised image moves no more bytes.
+ *    parallel with the read; a directory whose small files are few bytes in all, already the first.
+ *    Python imports a package's modules one after another, each a round trip on an unprioritised layer;
+ *    one request brings the rest. Reads served from the caches (an optimized layer's prefetched files)
+ *    never warm anything, so a prioritised image moves no more bytes.
+ *  - neither neighbours nor the directory for a compiled Python module of a version that
+ *    image/python-prefetch.ts reads: its imports are fetched by name when it is read, and its neighbours
+ *    would be a guess.
  *
  * Pure planning (no I/O); the fetcher decides what is already cached or in flight.
  */

@@ -11,9 +11,9 @@
  * started yet starts it, unless it is `patient` (a prefetch's guess), which waits for the piece's turn: a
  * guess must not split the link with the pieces the workload needs first. Bytes are handed out
  * unverified, like any source's: the fetcher checks every chunk digest, and its second attempt asks for
- * `fresh` bytes, which always come from the blob. A piece whose
- * every byte was handed out is let go, as is every piece once the layer's prefetch has run (`finish()`).
- * A failed piece is no one's error: reads in it go to the blob, unless it had given them all their bytes.
+ * `fresh` bytes, which always come from the blob. A piece whose every byte was handed out is let go, as is
+ * every piece once the layer's prefetch has run (`finish()`). A failed piece is no one's error: reads in it
+ * go to the blob, unless it had given them all their bytes.
  */
 import { abortable, deferred, type Deferred } from './deferred.js';
 import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from './layer.js';

@@ -3,11 +3,10 @@
 // afterwards sends no request at all; the same image with prefetch off is the control (the run fetches).
 // Every command on the mount runs in a child process: FUSE ops are served on this process's JS thread.
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { buildEstargz } from '../support/estargz-build.js';
+import { estargzLayerFile } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { hostRootfsEntries, sharedLibraries } from '../support/host-rootfs.js';
 import { buildImage } from '../support/image-builder.js';
@@ -25,12 +24,8 @@ t.test('opening /bin/ls fetches what the loader needs: running it then sends no 
   const reg = await startRegistry(t);
   const proxy = await startFaultProxy(t, { target: reg.url });
   // Small chunks and one file per chunk: nothing rides along by accident of layout.
-  const { blob, tocDigest, diffId } = await buildEstargz(hostRootfsEntries(['/bin/ls']), { chunkSize: 256 << 10 });
-  const blobPath = join(work, 'layer');
-  await writeFile(blobPath, blob);
-  const image = await buildImage(join(work, 'image'), {
-    layers: [{ blobPath, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId, annotations: { 'containerd.io/snapshot/stargz/toc.digest': tocDigest } }],
-  });
+  const layer = await estargzLayerFile(join(work, 'layer'), hostRootfsEntries(['/bin/ls']), { chunkSize: 256 << 10 });
+  const image = await buildImage(join(work, 'image'), { layers: [layer] });
   await pushImage(reg.seedUrl, 'prefetch/ls', 'v1', image);
   const { mnt } = await mountDaemon(t, 'library-prefetch');
   const root = join(mnt, 'images', proxy.host, 'prefetch/ls:v1');

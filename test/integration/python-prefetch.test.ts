@@ -7,13 +7,12 @@
 // Every command on the mount runs in a child process: FUSE ops are served on this process's JS thread.
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import t, { type Test } from 'tap';
 import { noise } from '../layers/fake-blob.js';
-import { buildEstargz } from '../support/estargz-build.js';
+import { estargzLayerFile } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
@@ -56,12 +55,8 @@ async function mountedImage(t: Test, prioritized?: readonly string[]): Promise<{
   const work = tempDir(t, 'python-prefetch');
   const reg = await startRegistry(t);
   const proxy = await startFaultProxy(t, { target: reg.url });
-  const { blob, tocDigest, diffId } = await buildEstargz(pythonEntries(), { chunkSize: 256 << 10, ...(prioritized && { prioritized }) });
-  const blobPath = join(work, 'layer');
-  await writeFile(blobPath, blob);
-  const image = await buildImage(join(work, 'image'), {
-    layers: [{ blobPath, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId, annotations: { 'containerd.io/snapshot/stargz/toc.digest': tocDigest } }],
-  });
+  const layer = await estargzLayerFile(join(work, 'layer'), pythonEntries(), { chunkSize: 256 << 10, ...(prioritized && { prioritized }) });
+  const image = await buildImage(join(work, 'image'), { layers: [layer] });
   await pushImage(reg.seedUrl, 'prefetch/python', 'v1', image);
   const { mnt } = await mountDaemon(t, 'python-prefetch');
   return { root: join(mnt, 'images', proxy.host, 'prefetch/python:v1'), requests: () => proxy.counters.byKind.blobs.requests };

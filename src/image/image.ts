@@ -105,13 +105,16 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
 function merged(layers: readonly LayerTree[], inodes: InodeCounter, log: ((line: string) => void) | undefined): MergedTree {
   const onOpened = (path: string, head: Uint8Array): void => {
     libraries.opened(path, head);
-    // An optimized layer's prioritised files come in the order a workload read them; what a module there
-    // imports came with it. Guessing would only add requests beside the ones it waits for.
-    if (!prioritized(tree.owner(path))) python.opened(path, head);
+    python.opened(path, head);
   };
   const tree = new MergedTree(layers, { inodes, ...(log && { log }), onOpened });
   const libraries = new LibraryPrefetch(tree);
-  const python = new PythonPrefetch(tree, { onExtension: (path) => void libraries.prefetch(path) });
+  const python = new PythonPrefetch(tree, {
+    onExtension: (path) => void libraries.prefetch(path),
+    // An optimized layer's prioritised files come in the order a workload read them; what a module there
+    // imports came with it. Guessing would only add requests beside the ones it waits for.
+    follows: (path) => !prioritized(tree.owner(path)),
+  });
   return tree;
 }
 

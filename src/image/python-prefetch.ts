@@ -24,6 +24,8 @@ export interface PythonPrefetchOptions {
   readonly maxModules?: number;
   /** Called for an extension module an import will load (LibraryPrefetch.prefetch). */
   readonly onExtension?: (path: string) => void;
+  /** Whether a module read by the workload is worth following; asked only of compiled modules. Default: all are. */
+  readonly follows?: (path: string) => boolean;
 }
 
 /** Modules CPython 3.11 to 3.13 import from their frozen copies, never from the files in the image. */
@@ -46,6 +48,7 @@ export class PythonPrefetch {
   readonly #maxPycBytes: number;
   readonly #maxModules: number;
   readonly #onExtension: ((path: string) => void) | undefined;
+  readonly #follows: (path: string) => boolean;
   /** Files followed or read (normalised paths). */
   readonly #seen = new Set<string>();
   /** Where each module name was found (#locateIn). */
@@ -58,11 +61,12 @@ export class PythonPrefetch {
     this.#maxPycBytes = opts.maxPycBytes ?? 4 << 20;
     this.#maxModules = opts.maxModules ?? 2048;
     this.#onExtension = opts.onExtension;
+    this.#follows = opts.follows ?? (() => true);
   }
 
   /** A read of `path` at offset 0 returned `head`. Never throws; never awaited by the reader. */
   opened(path: string, head: Uint8Array): void {
-    if (!path.endsWith('.pyc') || pycCacheTag(head) === undefined) return;
+    if (!path.endsWith('.pyc') || pycCacheTag(head) === undefined || !this.#follows(path)) return;
     void this.#follow(path).catch(() => {});
   }
 

@@ -21,7 +21,9 @@ import {
   type ChunkStoreStats,
   type ChunkWriter,
 } from './chunk-store.js';
+import { probeDirectWrites, writeDirect } from './direct-writes.js';
 import { cacheCorruptChannel, cacheErrorChannel, publish } from './events.js';
+import { writeWhole } from './file-writes.js';
 import { Quota, type ScannedChunk } from './quota.js';
 import { sha256Hex } from './sha256.js';
 
@@ -32,6 +34,11 @@ export interface DiskStoreOptions {
   readonly maxBytes: number;
   /** Shortest interval between two mtime stamps of one chunk (see quota.ts). Default 60 s. */
   readonly touchIntervalMs?: number;
+  /**
+   * Writes chunk files with O_DIRECT (direct-writes.ts). Default: when the directory's file system takes it;
+   * false writes through the page cache.
+   */
+  readonly directWrites?: boolean;
   /** Clock, for tests. */
   readonly now?: () => number;
 }
@@ -91,7 +98,8 @@ export async function openDiskStore(opts: DiskStoreOptions): Promise<DiskChunkSt
   await mkdir(tmpDir, { recursive: true });
   await removeStaleTemps(tmpDir);
   const quota = Quota.fromScan(opts.maxBytes, touchIntervalMs, await scan(root));
-  const store = new DiskChunkStore(root, tmpDir, quota, opts.now ?? Date.now);
+  const direct = opts.directWrites !== false && (await probeDirectWrites(tmpDir, `${process.pid}-probe`));
+  const store = new DiskChunkStore(root, tmpDir, quota, opts.now ?? Date.now, direct);
   await store.evict();
   return store;
 }
@@ -103,6 +111,7 @@ export class DiskChunkStore implements ChunkStore {
   readonly #tmpDir: string;
   readonly #quota: Quota;
   readonly #now: () => number;
+  readonly #direct: boolean;
   readonly #madeDirs = new Set<string>();
   readonly #open = new Set<{ abort(): Promise<void>; committing?: Promise<void> }>();
   #closed = false;
@@ -113,11 +122,17 @@ export class DiskChunkStore implements ChunkStore {
   #corrupt = 0;
 
   /** Use openDiskStore(). */
-  constructor(root: string, tmpDir: string, quota: Quota, now: () => number) {
+  constructor(root: string, tmpDir: string, quota: Quota, now: () => number, direct: boolean) {
     this.#root = root;
     this.#tmpDir = tmpDir;
     this.#quota = quota;
     this.#now = now;
+    this.#direct = direct;
+  }
+
+  /** Whether chunk files go to disk with O_DIRECT (see DiskStoreOptions.directWrites). */
+  get directWrites(): boolean {
+    return this.#direct;
   }
 
   /**
@@ -180,6 +195,8 @@ export class DiskChunkStore implements ChunkStore {
     const tmp = join(this.#tmpDir, `${process.pid}-${tmpSeq++}-${hex}`);
     let handle: Promise<FileHandle> | undefined;
     let queue: Promise<void> = Promise.resolve();
+    /** With O_DIRECT, what was written, kept until commit writes the file in one go. */
+    let pieces: Uint8Array[] = [];
     let written = 0;
     let state: 'open' | 'committing' | 'done' = 'open';
     const txn: { abort(): Promise<void>; committing?: Promise<void> } = { abort: () => abort() };
@@ -196,6 +213,7 @@ export class DiskChunkStore implements ChunkStore {
       if (state !== 'open') return;
       state = 'done';
       this.#open.delete(txn);
+      pieces = [];
       await queue.catch(() => {});
       await closeAndRemove();
     };
@@ -206,9 +224,12 @@ export class DiskChunkStore implements ChunkStore {
         written += bytes.byteLength;
         // Unless the caller vouches for them, the caller may reuse its buffer while the write is queued.
         const copy = opts?.immutable ? bytes : Uint8Array.prototype.slice.call(bytes);
+        if (this.#direct) {
+          pieces.push(copy);
+          return Promise.resolve();
+        }
         queue = queue.then(async () => {
-          const fh = await fileHandle();
-          for (let off = 0; off < copy.byteLength; ) off += (await fh.write(copy, off)).bytesWritten;
+          await writeWhole(await fileHandle(), copy);
         });
         return queue;
       },
@@ -219,8 +240,13 @@ export class DiskChunkStore implements ChunkStore {
           try {
             await queue;
             if (written !== size) throw sizeMismatch(digest, size, written);
-            await (await fileHandle()).close();
-            handle = undefined;
+            if (this.#direct) {
+              await writeDirect(tmp, pieces);
+              pieces = [];
+            } else {
+              await (await fileHandle()).close();
+              handle = undefined;
+            }
             const dir = join(this.#root, hex.slice(0, 2));
             if (!this.#madeDirs.has(dir)) {
               await mkdir(dir, { recursive: true });

@@ -16,12 +16,13 @@ t.test('memory store', async (t) => {
   });
 });
 
-t.test('disk store', async (t) => {
+for (const directWrites of [true, false]) t.test(`disk store, ${directWrites ? 'O_DIRECT' : 'buffered'} writes`, async (t) => {
   chunkStoreSuite(t, async (t, { maxBytes }) => {
     const dir = tempDir(t, 'disk-store');
     // touchIntervalMs 0: every hit stamps the mtime, so the access order of a "crash" test is on disk.
-    const open = (max = maxBytes) => openDiskStore({ dir, maxBytes: max, touchIntervalMs: 0 });
+    const open = (max = maxBytes) => openDiskStore({ dir, maxBytes: max, touchIntervalMs: 0, directWrites });
     const store = await open();
+    t.equal(store.directWrites, directWrites, 'the test directory takes O_DIRECT');
     t.teardown(() => store.close());
     const file = (digest: string): string => join(dir, 'chunks', digest.slice(7, 9), digest.slice(7));
     const tmpDir = join(dir, 'chunks', '.tmp');

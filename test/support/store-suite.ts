@@ -163,7 +163,8 @@ export function chunkStoreSuite(t: Test, makeStore: MakeStore): void {
     const torn = store.begin(d!.digest, 100);
     await torn.write(d!.bytes.subarray(0, 50)); // killed here: never committed
     await persistent.leaveTempFile();
-    t.ok((await persistent.tempFiles()).length >= 2, 'temp files on disk');
+    // The torn write has a file of its own only in a store that writes before commit.
+    t.ok((await persistent.tempFiles()).length >= 1, 'temp files on disk');
 
     const again = await persistent.reopen();
     t.teardown(() => again.close());

@@ -8,6 +8,7 @@ import { pullScope } from './auth.js';
 import { blobPath, type BlobLocation, type BlobLocator, type LocationClaim } from './blob-location.js';
 import { parseDigest } from './digest.js';
 import {
+  consumeBody,
   contentLength,
   describe,
   discard,
@@ -252,18 +253,24 @@ async function receiveRange(
   throw await statusError(ctx, res, `blob ${digest}`);
 }
 
+/**
+ * Not zeroed (a 4 MiB memset per chunk): every byte is written before a reader is told it is there
+ * (onData's count). A plain Uint8Array, not a Buffer, whose `slice` would share instead of copy.
+ */
+function unzeroedBytes(n: number): Uint8Array {
+  return new Uint8Array(Buffer.allocUnsafeSlow(n).buffer, 0, n);
+}
+
 async function readExactly(res: HttpResponse, want: number, ctx: RequestContext, onData?: OnRangeData): Promise<Uint8Array> {
-  const out = new Uint8Array(want);
+  const out = unzeroedBytes(want);
   let got = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
-    if (got + chunk.length > want) {
-      drop(res.body);
-      throw new TocfsError('PROTOCOL', `${describe(ctx)}: body longer than the ${want} bytes of its range`);
-    }
+  await consumeBody(res.body, (chunk) => {
+    if (got + chunk.length > want) throw new TocfsError('PROTOCOL', `${describe(ctx)}: body longer than the ${want} bytes of its range`);
     out.set(chunk, got);
     got += chunk.length;
     onData?.(got, out);
-  }
+    return true;
+  });
   if (got < want) throw new TransientError(`body ended after ${got} of ${want} bytes`, undefined, ctx);
   return out;
 }
@@ -276,9 +283,10 @@ async function sliceOfWhole(
   ctx: RequestContext,
   onData?: OnRangeData,
 ): Promise<Uint8Array> {
-  const out = new Uint8Array(end - start);
+  const out = unzeroedBytes(end - start);
   let pos = 0;
-  for await (const chunk of res.body as AsyncIterable<Buffer>) {
+  let cutShort = false;
+  await consumeBody(res.body, (chunk) => {
     const from = Math.max(start, pos);
     const to = Math.min(end, pos + chunk.length);
     if (from < to) {
@@ -286,15 +294,11 @@ async function sliceOfWhole(
       onData?.(to - start, out);
     }
     pos += chunk.length;
-    if (size !== undefined && pos > size) {
-      drop(res.body);
-      throw new TocfsError('BAD_DATA', `${describe(ctx)}: blob longer than its ${size} bytes`);
-    }
-    if (pos >= end && (size === undefined || size - pos > DRAIN_LIMIT)) {
-      drop(res.body);
-      return out;
-    }
-  }
+    if (size !== undefined && pos > size) throw new TocfsError('BAD_DATA', `${describe(ctx)}: blob longer than its ${size} bytes`);
+    cutShort = pos >= end && (size === undefined || size - pos > DRAIN_LIMIT);
+    return !cutShort;
+  });
+  if (cutShort) return out;
   if (pos < end) throw new TransientError(`body ended after ${pos} bytes, before byte ${end}`, undefined, ctx);
   if (size !== undefined && pos !== size) {
     throw new TransientError(`whole-blob body ended after ${pos} of ${size} bytes`, undefined, ctx);

@@ -151,6 +151,44 @@ export async function readBody(
 }
 
 /**
+ * Feeds a body's chunks to `take` as they arrive, until the body ends or `take` answers false (the body is
+ * then dropped). A throw from `take` drops the body and rejects with it. Listeners, not an async iterator:
+ * a 1 GiB read arrives in ~16k socket reads, and the iterator's promises per chunk cost ~0.5 s of the JS
+ * thread's ~4.5 s (V8 profile of bench/gib-throughput.ts).
+ */
+export function consumeBody(body: HttpResponse['body'], take: (chunk: Buffer) => boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const stop = (err?: unknown): void => {
+      if (done) return;
+      done = true;
+      body.off('data', onData);
+      body.off('end', onEnd);
+      // The error listener stays: an error after the end must not go unheard (an unheard one kills the daemon).
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onData = (chunk: Buffer): void => {
+      let more: boolean;
+      try {
+        more = take(chunk);
+      } catch (err) {
+        drop(body);
+        return stop(err);
+      }
+      if (!more) {
+        drop(body);
+        stop();
+      }
+    };
+    const onEnd = (): void => stop();
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.on('error', stop);
+  });
+}
+
+/**
  * Ends a response early: undici then destroys the socket, which is what we want after a protocol error or
  * a whole blob we need only part of. The body would emit an abort error nobody listens for; swallow it.
  */

@@ -6,6 +6,8 @@
  *   spans of every missing chunk -> decompress each span (async zlib/zstd, off the JS thread) -> slice ->
  *   verify sha256 -> fill memory (and disk, once fetches pause: write-behind.ts) -> return.
  *
+ * The reads, decompression and verification themselves are span-reads.ts; this module decides what to read.
+ *
  * Nothing is returned or cached before it verifies. Bytes that fail (digest mismatch, undecodable span,
  * short read) are fetched once more from the source, bypassing every cache and in-flight read, because
  * the fault may be transient (a flaky proxy); a second failure is a BAD_DATA error naming the layer, the
@@ -18,22 +20,11 @@
 import { DigestMismatchError, InvalidOptionError, TocfsError } from '../errors.js';
 import type { TocCodec } from '../formats/toc.js';
 import type { ChunkStore } from './chunk-store.js';
-import { cacheErrorChannel, fetchRangeChannel, publish, verifyFailChannel } from './events.js';
+import { cacheErrorChannel, publish, verifyFailChannel } from './events.js';
 import { abortable, deferred, type Deferred } from './deferred.js';
-import {
-  BadBytes,
-  describeUnit,
-  finalError,
-  mergeSpans,
-  planRef,
-  spanKey,
-  unitChunks,
-  type ChunkRef,
-  type Span,
-  type Unit,
-} from './fetch-plan.js';
+import { finalError, planRef, spanKey, unitChunks, type ChunkRef, type Span, type Unit } from './fetch-plan.js';
 import type { RangeSource } from './range-source.js';
-import { sha256Hex } from './sha256.js';
+import { assembleUnit, readSpans, type SpanFetch } from './span-reads.js';
 import { WriteBehind, type WriteBehindOptions } from './write-behind.js';
 
 export type { ChunkRef } from './fetch-plan.js';
@@ -391,7 +382,7 @@ export class ChunkFetcher {
         needs.set(key, { span, need: Math.max(n?.need ?? 0, c.innerOffset + c.size) });
       }
     }
-    const toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[] = [];
+    const toFetch: SpanFetch[] = [];
     for (const [key, { span }] of needs) {
       // A retry joins nothing: the bytes it replaces may have come from the very read under way.
       const flying = attempt === 1 ? this.#spans.get(key) : undefined;
@@ -404,13 +395,25 @@ export class ChunkFetcher {
       spans.set(key, d.promise);
       toFetch.push({ key, span, d });
     }
-    const maxOut = (key: string): number => Math.max(needs.get(key)!.need, this.#maxSpanOutput);
-    this.#readSpans(layer, toFetch, maxOut, (key) => needs.get(key)!.need, attempt, opts);
+    readSpans(layer, toFetch, {
+      gapBytes: opts.oneRequest ? Infinity : opts.gather ? Math.min(this.#gap, GATHER_GAP_BYTES) : this.#gap,
+      maxRequestBytes: opts.oneRequest ? Infinity : this.#maxRequest,
+      attempt,
+      patient: opts.gather === true,
+      signal: this.#closing.signal,
+      maxOut: (key) => Math.max(needs.get(key)!.need, this.#maxSpanOutput),
+      need: (key) => needs.get(key)!.need,
+      count: (what, n) => this.#count(layer, what, n),
+      busy: () => this.#diskWrites?.busy(),
+      settled: (key, promise) => {
+        if (this.#spans.get(key) === promise) this.#spans.delete(key);
+      },
+    });
 
     const failed: Pending[] = [];
     await Promise.all(
       pendings.map(async (p) => {
-        const result = await this.#assemble(layer, p.unit, spans);
+        const result = await assembleUnit(layer, p.unit, spans);
         if (result instanceof Uint8Array) {
           this.#figures.unitsVerified++;
           await this.#store(p.unit, result);
@@ -435,107 +438,6 @@ export class ChunkFetcher {
       }),
     );
     return failed;
-  }
-
-  /** Starts the merged range reads; each span's deferred settles with its decompressed bytes. */
-  #readSpans(
-    layer: ChunkLayer,
-    toFetch: { key: string; span: Span; d: Deferred<Uint8Array> }[],
-    maxOut: (key: string) => number,
-    need: (key: string) => number,
-    attempt: 1 | 2,
-    opts: GetChunksOptions,
-  ): void {
-    if (toFetch.length === 0) return;
-    const byStart = new Map(toFetch.map((f) => [`${f.span.start}-${f.span.end}`, f]));
-    const requests = opts.oneRequest
-      ? mergeSpans(toFetch.map((f) => f.span), Infinity, Infinity)
-      : mergeSpans(toFetch.map((f) => f.span), opts.gather ? Math.min(this.#gap, GATHER_GAP_BYTES) : this.#gap, this.#maxRequest);
-    const settle = (f: { key: string; d: Deferred<Uint8Array> }, bytes: Uint8Array | undefined, err?: unknown): void => {
-      if (this.#spans.get(f.key) === f.d.promise) this.#spans.delete(f.key);
-      if (bytes !== undefined) f.d.resolve(bytes);
-      else f.d.reject(err);
-    };
-    for (const req of requests) {
-      // Each member span decompresses as soon as its bytes are in, not when the whole request is: a read
-      // that joined a large read-ahead or prefetch request waits for its own file, not for the tail.
-      // Sorted by end, so the members under way are always members[0, next).
-      const members = req.spans.map((s) => byStart.get(`${s.start}-${s.end}`)!).sort((a, b) => a.span.end - b.span.end);
-      const inflating: Promise<void>[] = [];
-      const inflate = (f: (typeof members)[number], bytes: Uint8Array): void => {
-        const compressed = bytes.subarray(f.span.start - req.start, f.span.end - req.start);
-        inflating.push(
-          layer.codec.decompressSpan(compressed, maxOut(f.key), need(f.key)).then(
-            (out) => settle(f, out),
-            (err: unknown) => settle(f, undefined, new BadBytes(`blob bytes [${f.span.start}, ${f.span.end}) do not decompress`, { cause: err })),
-          ),
-        );
-      };
-      let next = 0;
-      // Counted as the bytes come, so that a reader served from the head of a request sees it counted.
-      let counted = -1;
-      const count = (received: number): void => {
-        if (counted < 0) this.#count(layer, 'requests', 1);
-        if (received > counted) this.#count(layer, 'bytesFetched', received - Math.max(0, counted));
-        counted = Math.max(counted, received);
-      };
-      const onData = (received: number, bytes: Uint8Array): void => {
-        count(received);
-        // A retried read starts again from 0 in a new buffer: the members under way keep the bytes they
-        // had, which were whole.
-        while (next < members.length && members[next]!.span.end - req.start <= received) inflate(members[next++]!, bytes);
-      };
-      void (async () => {
-        let bytes: Uint8Array;
-        const startedMs = performance.now();
-        this.#diskWrites?.busy();
-        try {
-          bytes = await layer.source.read({ start: req.start, end: req.end }, this.#closing.signal, attempt === 2 ? { fresh: true, onData } : { onData, ...(opts.gather && { patient: true }) });
-        } catch (err) {
-          for (const f of members.slice(next)) settle(f, undefined, err);
-          return;
-        }
-        count(bytes.byteLength);
-        publish(fetchRangeChannel, { layer: layer.digest, start: req.start, end: req.end, bytes: bytes.byteLength, spans: members.length, startedMs, ms: performance.now() - startedMs });
-        if (bytes.byteLength !== req.end - req.start) {
-          const err = new BadBytes(`source answered ${bytes.byteLength} bytes for [${req.start}, ${req.end})`);
-          for (const f of members.slice(next)) settle(f, undefined, err);
-          return;
-        }
-        for (const f of members.slice(next)) inflate(f, bytes);
-        await Promise.all(inflating);
-      })();
-    }
-  }
-
-  /** The unit's verified bytes, or why not (and whether another fetch may help). */
-  async #assemble(
-    layer: ChunkLayer,
-    unit: Unit,
-    spans: Map<string, Promise<Uint8Array>>,
-  ): Promise<Uint8Array | { retry: boolean; error: unknown }> {
-    const pieces: Uint8Array[] = [];
-    for (const c of unitChunks(unit)) {
-      if (c.zeros) {
-        pieces.push(new Uint8Array(c.size));
-        continue;
-      }
-      let span: Uint8Array;
-      try {
-        span = await spans.get(spanKey(layer.digest, { start: c.compressedOffset, end: c.compressedEnd }))!;
-      } catch (err) {
-        return { retry: err instanceof BadBytes, error: err };
-      }
-      if (c.innerOffset + c.size > span.byteLength) {
-        const msg = `blob bytes [${c.compressedOffset}, ${c.compressedEnd}) decompress to ${span.byteLength} bytes, chunk needs ${c.innerOffset + c.size}`;
-        return { retry: true, error: new BadBytes(msg) };
-      }
-      pieces.push(span.subarray(c.innerOffset, c.innerOffset + c.size));
-    }
-    const bytes = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, unit.size);
-    const actual = `sha256:${await sha256Hex(bytes)}`;
-    if (actual !== unit.key) return { retry: true, error: new DigestMismatchError(describeUnit(layer.digest, unit), unit.key, actual) };
-    return bytes;
   }
 
   /** Fills memory now and disk once fetches pause; a cache that cannot take it is reported, not fatal. */

@@ -1,7 +1,8 @@
 /**
- * Disk-cache writes held back while fetches are under way (issue 8). Writing a chunk costs CPU: five
- * file-system calls and fresh page-cache pages, ~0.5 CPU-s of an unoptimized app start at 100 Mbit/s
- * (bench/RESULTS.md), which a starting workload on a small node would otherwise share its cores with.
+ * Disk-cache writes held back while fetches are under way (issue 8). Writing a chunk costs CPU: six or more
+ * file-system calls (and fresh page-cache pages where O_DIRECT is refused, direct-writes.ts), ~0.5 CPU-s of
+ * an unoptimized app start at 100 Mbit/s when measured with page-cache writes (bench/RESULTS.md), which a
+ * starting workload on a small node would otherwise share its cores with.
  *
  * - A chunk waits until no fetch has gone to a source for `quietMs`; a fetch that starts while the queue
  *   drains pauses it after the write under way.

@@ -134,19 +134,17 @@ export async function readBody(
 ): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let total = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
+  await consumeBody(body, (chunk) => {
     if (total + chunk.length > limit) {
-      drop(body);
-      if (truncate) {
-        chunks.push(chunk.subarray(0, limit - total));
-        total = limit;
-        break;
-      }
-      throw new FormatError(`${what} is larger than ${limit} bytes`);
+      if (!truncate) throw new FormatError(`${what} is larger than ${limit} bytes`);
+      chunks.push(chunk.subarray(0, limit - total));
+      total = limit;
+      return false;
     }
     chunks.push(chunk);
     total += chunk.length;
-  }
+    return true;
+  });
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
 }
 

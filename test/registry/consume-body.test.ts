@@ -1,7 +1,7 @@
-// consumeBody: the listener-based body reader under the range reads.
+// consumeBody: the listener-based body reader under the range reads and readBody.
 import t from 'tap';
 import { Readable } from 'node:stream';
-import { consumeBody, type HttpResponse } from '../../src/registry/http.js';
+import { consumeBody, readBody, type HttpResponse } from '../../src/registry/http.js';
 
 const bodyOf = (chunks: Buffer[]): Readable => Readable.from(chunks, { objectMode: false });
 const asBody = (r: Readable): HttpResponse['body'] => r as unknown as HttpResponse['body'];
@@ -44,4 +44,15 @@ t.test('an error of the body rejects; later events change nothing', async (t) =>
   body.destroy(new Error('socket reset'));
   await t.rejects(done, { message: 'socket reset' });
   t.equal(body.listenerCount('data'), 0, 'listeners removed');
+});
+
+t.test('readBody: a body within its limit whole; over it FORMAT, or with truncate its first bytes; the body dropped', async (t) => {
+  const chunks = () => [Buffer.from('abc'), Buffer.from('def'), Buffer.from('gh')];
+  t.equal(Buffer.from(await readBody(asBody(bodyOf(chunks())), 8, 'manifest')).toString(), 'abcdefgh');
+  const over = bodyOf(chunks());
+  await t.rejects(readBody(asBody(over), 7, 'manifest'), { code: 'FORMAT', message: 'manifest is larger than 7 bytes' });
+  t.ok(over.destroyed);
+  const cut = bodyOf(chunks());
+  t.equal(Buffer.from(await readBody(asBody(cut), 5, 'error body', true)).toString(), 'abcde');
+  t.ok(cut.destroyed);
 });

@@ -30,6 +30,7 @@ import { indexToc } from '../formats/toc-index.js';
 import { DEFAULT_TOC_LIMITS, type RawTocEntry, type TocEntry, type TocIndex, type TocLimits } from '../formats/toc.js';
 import type { RegistryClient } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
+import { writeWhole } from './file-writes.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
 import type { LayerReadOptions } from './layer.js';
 
@@ -233,8 +234,7 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
           }
           onEvents(reader.push(chunk));
           try {
-            let at = 0;
-            while (at < chunk.length) at += (await file.write(chunk, at, chunk.length - at, tarSize + at)).bytesWritten;
+            await writeWhole(file, chunk, tarSize);
           } catch (err) {
             diskError = err;
             throw err;

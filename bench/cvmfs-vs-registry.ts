@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
 import { convertImage } from '../src/convert/convert-image.js';
-import { createDaemon, type Daemon } from '../src/fuse/daemon.js';
+import { createDaemon, type Daemon } from '../src/daemon/daemon.js';
 import { isMounted } from '../src/fuse/mount.js';
 import { RegistryClient } from '../src/registry/client.js';
 import { parseReference } from '../src/registry/reference.js';

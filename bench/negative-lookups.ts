@@ -16,7 +16,7 @@ import { mkdir, symlink as fsSymlink, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
-import { createDaemon, type Daemon } from '../src/fuse/daemon.js';
+import { createDaemon, type Daemon } from '../src/daemon/daemon.js';
 import { isMounted } from '../src/fuse/mount.js';
 import { buildEstargz } from '../test/support/estargz-build.js';
 import { hostRootfsEntries } from '../test/support/host-rootfs.js';

@@ -22,7 +22,7 @@ import { estargzCodec } from '../src/formats/estargz/codec.js';
 import type { TocChunk, TocCodec, TocEntry } from '../src/formats/toc.js';
 import { zstdChunkedCodec } from '../src/formats/zstd/codec.js';
 import { createLayerService } from '../src/layers/layer-service.js';
-import { offloadLargeSpans, ZstdWorkerPool } from '../src/layers/zstd-offload.js';
+import { offloadLargeSpans, ZstdWorkerPool } from '../src/layers/fetch/zstd-offload.js';
 import { buildEstargz } from '../test/support/estargz-build.js';
 import { dir, file, tarOf, type TarEntry } from '../test/support/tar-dsl.js';
 import { inParallel, median, spread } from './lib/micro.js';

@@ -9,7 +9,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { createDaemon } from '../src/fuse/daemon.js';
+import { createDaemon } from '../src/daemon/daemon.js';
 import { parsePlatform } from '../src/registry/platform.js';
 import { formatReference, isLoopbackRegistry, parseReference } from '../src/registry/reference.js';
 import { makeTempDir, removeDir } from '../test/support/tmp.js';

@@ -1,5 +1,6 @@
-// Pins DESIGN.md §4: dependencies point down (cli -> fuse -> image -> layers -> formats/registry), and
-// src/formats does no I/O (STYLE.md item 1), so a parser can never reach the network or the disk.
+// Pins DESIGN.md §4: dependencies point down (cli -> daemon -> fuse -> image -> layers -> formats/registry
+// -> util), with no circles between modules, and src/formats does no I/O (STYLE.md item 1), so a parser can
+// never reach the network or the disk.
 import t from 'tap';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative, dirname, resolve, sep } from 'node:path';
@@ -10,14 +11,18 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'src');
 const layerOf = (file: string): string => relative(root, file).split(sep)[0] ?? '';
 
 // Which top-level folders each folder may import from (besides itself and src/errors.ts).
+// The daemon root builds the object graph; the CLI reaches layers only through it (and `ls --layers`'
+// descriptor listing needs none), fuse only for `unmount`.
 const allowed: Record<string, readonly string[]> = {
-  cli: ['fuse', 'image', 'layers', 'formats', 'registry', 'convert'],
-  fuse: ['image', 'layers', 'formats', 'registry'],
-  convert: ['image', 'layers', 'formats', 'registry'],
-  image: ['layers', 'formats', 'registry'],
-  layers: ['formats', 'registry'],
-  registry: [],
-  formats: [],
+  cli: ['daemon', 'fuse', 'image', 'layers', 'formats', 'registry', 'convert', 'util'],
+  daemon: ['fuse', 'image', 'layers', 'formats', 'registry', 'util'],
+  fuse: ['image', 'layers', 'formats', 'registry', 'util'],
+  convert: ['image', 'layers', 'formats', 'registry', 'util'],
+  image: ['layers', 'formats', 'registry', 'util'],
+  layers: ['formats', 'registry', 'util'],
+  registry: ['formats', 'util'],
+  formats: ['util'],
+  util: [],
 };
 
 const ioModules = /^(node:)?(fs|fs\/promises|net|http|https|http2|tls|dgram|child_process|worker_threads)$|^undici$/;
@@ -59,3 +64,4 @@ t.test('imports follow the layering of DESIGN.md §4', async (t) => {
   }
   t.pass('checked every import');
 });
+

@@ -1,9 +1,9 @@
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { parseReference, formatReference } from '../registry/reference.js';
-import { hasLazyToc } from '../layers/open-layer.js';
+import { hasLazyToc } from '../layers/toc/open-layer.js';
 import { TocfsError } from '../errors.js';
-import type { VerifiedLayer } from '../layers/layer.js';
+import type { VerifiedLayer } from '../layers/toc/toc-layer.js';
 import type { TocEntry } from '../formats/toc.js';
 import { normaliseImagePath } from './layer-paths.js';
 import { layerOptionSpec, openLayerSession } from './layer-session.js';

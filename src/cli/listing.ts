@@ -1,5 +1,5 @@
 import type { TocEntry } from '../formats/toc.js';
-import type { TarListingEntry } from '../layers/tar-listing.js';
+import type { TarListingEntry } from '../layers/full/tar-listing.js';
 
 /** One line of a long listing, whatever it was read from (a TOC or a tar stream). */
 interface ListingLine {

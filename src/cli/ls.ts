@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { parseReference, formatReference } from '../registry/reference.js';
 import { layerCompression } from '../registry/manifest.js';
-import { listLayerEntries } from '../layers/tar-listing.js';
-import { hasLazyToc } from '../layers/open-layer.js';
+import { listLayerEntries } from '../layers/full/tar-listing.js';
+import { hasLazyToc } from '../layers/toc/open-layer.js';
 import { FormatError, TocfsError } from '../errors.js';
 import type { Descriptor, ImageReference } from '../registry/types.js';
 import { formatTarEntry, formatTocEntry } from './listing.js';

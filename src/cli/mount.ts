@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 type ParseArgsOptionsConfig = NonNullable<ParseArgsConfig['options']>;
-import { createDaemon } from '../fuse/daemon.js';
+import { createDaemon } from '../daemon/daemon.js';
 import { unmountPath } from '../fuse/mount.js';
 import { parsePlatform } from '../registry/platform.js';
 import { cacheOptionSpec, cacheSettings } from './cache-options.js';

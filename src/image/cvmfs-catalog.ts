@@ -12,7 +12,7 @@
  * - Host names as DUCC writes them: Docker Hub is `registry.hub.docker.com`.
  */
 import { TocfsError, isTocfsError } from '../errors.js';
-import type { CvmfsLayers } from '../layers/cvmfs-layers.js';
+import type { CvmfsLayers } from '../layers/cvmfs/cvmfs-layers.js';
 import type { RegistryClient, ResolvedImage } from '../registry/client.js';
 import { digestOf } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';

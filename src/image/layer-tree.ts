@@ -3,7 +3,7 @@
  * (a layer with a TOC) and the full-layer reader (a layer streamed once and indexed) both satisfy it.
  */
 import type { TocEntry, TocFormat, TocIndex } from '../formats/toc.js';
-import type { LayerReadOptions } from '../layers/layer.js';
+import type { LayerReadOptions } from '../layers/toc/toc-layer.js';
 
 /**
  * What the merged tree asks of a layer's index: a whole `TocIndex`, or an index listed one directory at a

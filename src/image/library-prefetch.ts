@@ -16,7 +16,7 @@
  * image; a file that is no ELF, or too large, costs nothing. Failures are ignored: the loader's own read
  * reports them.
  */
-import { elfNeeds, isElf64 } from './elf-deps.js';
+import { elfNeeds, isElf64 } from '../formats/elf/elf-deps.js';
 import { readWhole, resolveInTree, type PrefetchTree } from './tree-paths.js';
 
 export type LibraryTree = PrefetchTree;

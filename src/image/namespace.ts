@@ -10,7 +10,7 @@
 import { debuglog } from 'node:util';
 import { InvalidReferenceError, TocfsError, isTocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
-import { abortable } from '../layers/deferred.js';
+import { abortable } from '../util/abort.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
 import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';

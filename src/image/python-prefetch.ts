@@ -14,7 +14,7 @@
  * another Python, too large, or malformed costs nothing; failures are ignored (the import's own read
  * reports them).
  */
-import { pycCacheTag, pycImports, type PyImport } from './pyc-imports.js';
+import { pycCacheTag, pycImports, type PyImport } from '../formats/python/pyc-imports.js';
 import { readWhole, resolveInTree, type PrefetchTree } from './tree-paths.js';
 
 export interface PythonPrefetchOptions {

@@ -8,18 +8,18 @@ import { detectTocCodec, TOC_CODECS } from '../formats/estargz/codec.js';
 import type { TocCodec, TocLimits } from '../formats/toc.js';
 import type { RegistryClient, RegistryStats } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
-import type { ChunkStoreStats } from './chunk-store.js';
-import { abortable } from './deferred.js';
-import { openDiskStore } from './disk-store.js';
-import { ChunkFetcher, type FetcherStats } from './fetcher.js';
-import { openFullLayer, type FullLayer, type FullLayerStats } from './full-layer.js';
-import type { LayerStats, VerifiedLayer } from './layer.js';
-import { MemoryChunkStore } from './memory-store.js';
-import { hasLazyToc, openLayer, type TocDetector } from './open-layer.js';
-import { registryBlobSource, type RangeSource } from './range-source.js';
-import { prereadSource, type PrereadSource } from './preread-source.js';
-import { openTocCache, type TocCacheStats } from './toc-cache.js';
-import { offloadLargeSpans, ZstdWorkerPool } from './zstd-offload.js';
+import type { ChunkStoreStats } from './store/chunk-store.js';
+import { abortable } from '../util/abort.js';
+import { openDiskStore } from './store/disk-store.js';
+import { ChunkFetcher, type FetcherStats } from './fetch/fetcher.js';
+import { openFullLayer, type FullLayer, type FullLayerStats } from './full/full-layer.js';
+import type { LayerStats, VerifiedLayer } from './toc/toc-layer.js';
+import { MemoryChunkStore } from './store/memory-store.js';
+import { hasLazyToc, openLayer, type TocDetector } from './toc/open-layer.js';
+import { registryBlobSource, type RangeSource } from './sources/range-source.js';
+import { prereadSource, type PrereadSource } from './sources/preread-source.js';
+import { openTocCache, type TocCacheStats } from './store/toc-cache.js';
+import { offloadLargeSpans, ZstdWorkerPool } from './fetch/zstd-offload.js';
 
 export interface LayerServiceOptions {
   /** `streamBlob` is needed only by `openAny` for layers without a TOC. */

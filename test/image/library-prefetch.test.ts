@@ -5,7 +5,7 @@
 // of this machine (Debian bookworm, as every machine the tests run on) and synthetic ones.
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { elfNeeds, isElf64 } from '../../src/image/elf-deps.js';
+import { elfNeeds, isElf64 } from '../../src/formats/elf/elf-deps.js';
 import { LibraryPrefetch, type LibraryTree } from '../../src/image/library-prefetch.js';
 import { memoryTree } from '../support/memory-tree.js';
 

@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { PythonPrefetch } from '../../src/image/python-prefetch.js';
-import { isFollowedBytecode } from '../../src/layers/read-ahead.js';
-import { PYC_CACHE_TAGS } from '../../src/image/pyc-imports.js';
+import { isFollowedBytecode } from '../../src/layers/fetch/read-ahead.js';
+import { PYC_CACHE_TAGS } from '../../src/formats/python/pyc-imports.js';
 import { memoryTree } from '../support/memory-tree.js';
 
 const fixture = (path: string): Buffer => readFileSync(new URL(`../fixtures/python/src/${path}`, import.meta.url));

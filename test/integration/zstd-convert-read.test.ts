@@ -5,7 +5,7 @@
 import t from 'tap';
 import { convertImage } from '../../src/convert/convert-image.js';
 import { createLayerService } from '../../src/layers/layer-service.js';
-import { VerifiedLayer } from '../../src/layers/layer.js';
+import { VerifiedLayer } from '../../src/layers/toc/toc-layer.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/registry/reference.js';
 import { startFaultProxy } from '../support/fault-proxy.js';

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { compress } from 'zstd-napi';
 import { TocfsError } from '../../src/errors.js';
 import { createLayerService } from '../../src/layers/layer-service.js';
-import { VerifiedLayer } from '../../src/layers/layer.js';
+import { VerifiedLayer } from '../../src/layers/toc/toc-layer.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { parseReference } from '../../src/registry/reference.js';
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';

@@ -8,10 +8,10 @@ import { FormatError } from '../../src/errors.js';
 import { decompressGzipSpan } from '../../src/formats/estargz/codec.js';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { DecodedToc, RawTocEntry, TocCodec, TocIndex, TocLocation } from '../../src/formats/toc.js';
-import type { ChunkFetcher } from '../../src/layers/fetcher.js';
-import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/layer.js';
-import type { RangeSource } from '../../src/layers/range-source.js';
-import type { ReadAheadPolicy } from '../../src/layers/read-ahead.js';
+import type { ChunkFetcher } from '../../src/layers/fetch/fetcher.js';
+import { UnverifiedLayer, type VerifiedLayer } from '../../src/layers/toc/toc-layer.js';
+import type { RangeSource } from '../../src/layers/sources/range-source.js';
+import type { ReadAheadPolicy } from '../../src/layers/fetch/read-ahead.js';
 
 export const FAKE_FOOTER_LENGTH = 20;
 

@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type { Test } from 'tap';
-import { createDaemon, type Daemon, type DaemonConfig } from '../../src/fuse/daemon.js';
+import { createDaemon, type Daemon, type DaemonConfig } from '../../src/daemon/daemon.js';
 import { isMounted } from '../../src/fuse/mount.js';
 import { makeTempDir, removeDir } from './tmp.js';
 

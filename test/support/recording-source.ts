@@ -3,8 +3,8 @@
 // and injects faults: errors, delays, gates (hold a read until released), bodies that arrive in two parts,
 // and corrupted bytes.
 import type { Test } from 'tap';
-import type { ByteRange, RangeSource } from '../../src/layers/range-source.js';
-import { checkRange } from '../../src/layers/range-source.js';
+import type { ByteRange, RangeSource } from '../../src/layers/sources/range-source.js';
+import { checkRange } from '../../src/layers/sources/range-source.js';
 
 export type Fault =
   | { readonly error: Error }

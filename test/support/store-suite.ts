@@ -2,7 +2,7 @@
 // against every store. Persistence checks (crash leftovers, corruption, reuse after restart) run for the
 // stores that say how to reach their files.
 import type { Test } from 'tap';
-import type { ChunkStore } from '../../src/layers/chunk-store.js';
+import type { ChunkStore } from '../../src/layers/store/chunk-store.js';
 import { noise, sha256 } from '../layers/fake-blob.js';
 import { recordChannels } from './channels.js';
 

@@ -17,27 +17,18 @@
  * Single-flight (STYLE.md item 10): `#units` by verified-unit digest and `#spans` by (blob, region) for
  * decompressed spans. An entry is deleted when it settles, success or failure, so no failure is memoised.
  */
-import { DigestMismatchError, InvalidOptionError, TocfsError } from '../../errors.js';
-import type { TocCodec } from '../../formats/toc.js';
+import { InvalidOptionError, TocfsError } from '../../errors.js';
 import type { ChunkStore } from '../store/chunk-store.js';
-import { cacheErrorChannel, publish, verifyFailChannel } from '../events.js';
+import { cacheErrorChannel, publish } from '../events.js';
 import { abortable, deferred, type Deferred } from '../../util/abort.js';
-import { finalError, planRef, spanKey, unitChunks, type ChunkRef, type Span, type Unit } from './fetch-plan.js';
-import type { RangeSource } from '../sources/range-source.js';
-import { assembleUnit, readSpans, type SpanFetch } from './span-reads.js';
+import { finalError, planRef, type ChunkRef, type Unit } from './fetch-plan.js';
+import type { ChunkLayer, FetchFigures } from './chunk-layer.js';
+import { assembleUnit, readSpans, reportVerifyFailure, spanNeeds, type SpanFetch } from './span-reads.js';
+import { GATHER_GAP_BYTES, GATHER_MAX_UNIT_BYTES, Gatherer } from './batching.js';
 import { WriteBehind, type WriteBehindOptions } from './write-behind.js';
 
 export type { ChunkRef } from './fetch-plan.js';
-
-/** The figures of DESIGN.md §1.4 that the fetcher moves; kept per fetcher and, optionally, per layer. */
-export interface FetchFigures {
-  /** Range requests sent to sources, and their compressed bytes. */
-  requests: number;
-  bytesFetched: number;
-  /** Uncompressed bytes that callers took from the memory LRU and from the disk store (`ChunkRef.used`). */
-  bytesFromMemory: number;
-  bytesFromDisk: number;
-}
+export type { ChunkLayer, FetchFigures } from './chunk-layer.js';
 
 export interface FetcherStats extends FetchFigures {
   readonly unitsVerified: number;
@@ -50,16 +41,6 @@ export interface FetcherStats extends FetchFigures {
   readonly readAhead: number;
   /** Verified bytes waiting for a pause in the fetches to go to the disk cache (write-behind.ts). */
   readonly diskWritesPending: number;
-}
-
-/** What the fetcher needs of a layer. */
-export interface ChunkLayer {
-  /** The layer blob's digest, for messages and events. */
-  readonly digest: string;
-  readonly source: RangeSource;
-  readonly codec: Pick<TocCodec, 'decompressSpan'>;
-  /** Incremented along with the fetcher's own figures. */
-  readonly figures?: FetchFigures;
 }
 
 export interface FetcherOptions {
@@ -90,7 +71,7 @@ export interface GetChunksOptions {
    * some asked-for chunk goes to the source; never awaited, never an error for the caller.
    */
   readonly onMiss?: readonly ChunkRef[];
-  /** A background read (a prefetch): its small units wait a moment to share requests with others (#gathered). */
+  /** A background read (a prefetch): its small units wait a moment to share requests with others (batching.ts). */
   readonly gather?: boolean;
 }
 
@@ -101,13 +82,6 @@ interface Pending {
   readonly used: number;
   error?: unknown;
 }
-
-/** How long background fetches wait for others to share their requests (#gathered). */
-const GATHER_MS = 2;
-/** Gathered fetches share a request across a hole this small at most: they are guesses, so are its bytes. */
-const GATHER_GAP_BYTES = 4 << 10;
-/** Larger units are not gathered: a stream of one library must not hold up the small files behind it. */
-const GATHER_MAX_UNIT_BYTES = 256 << 10;
 
 /** A read whose own chunks weigh this much (uncompressed) sends its on-miss fetches only once it has them. */
 const DEFER_ON_MISS_BYTES = 1 << 20;
@@ -138,7 +112,7 @@ export class ChunkFetcher {
   readonly #background = new Set<Promise<unknown>>();
   readonly #diskWrites: WriteBehind | undefined;
   readonly #closing = new AbortController();
-  readonly #gathering = new Map<ChunkLayer, { readonly pendings: Pending[]; readonly done: Promise<void> }>();
+  readonly #gathering = new Gatherer<ChunkLayer, Pending>((layer, pendings) => this.#fetchAndSettle(layer, pendings, { gather: true }));
   #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
   constructor(opts: FetcherOptions) {
@@ -281,7 +255,7 @@ export class ChunkFetcher {
       if (!opts.gather) return await this.#fetchAndSettle(layer, pending, opts);
       const small = pending.filter((p) => p.unit.size <= GATHER_MAX_UNIT_BYTES);
       const large = pending.filter((p) => p.unit.size > GATHER_MAX_UNIT_BYTES);
-      await Promise.all([this.#gathered(layer, small), large.length > 0 && this.#fetchAndSettle(layer, large, opts)]);
+      await Promise.all([this.#gathering.add(layer, small), large.length > 0 && this.#fetchAndSettle(layer, large, opts)]);
     } catch (err) {
       for (const p of pending) this.#settle(p, undefined, err); // settling twice is a no-op
     }
@@ -299,27 +273,6 @@ export class ChunkFetcher {
     } catch (err) {
       for (const p of pending) this.#settle(p, undefined, err);
     }
-  }
-
-  /**
-   * Small background fetches of a layer gathered for GATHER_MS, then sent together: a prefetch asks for
-   * a module's imports or a program's libraries one file at a time, and spans near each other in the
-   * blob then share requests (and connections) instead of each opening its own.
-   */
-  #gathered(layer: ChunkLayer, pending: Pending[]): Promise<void> {
-    if (pending.length === 0) return Promise.resolve();
-    let batch = this.#gathering.get(layer);
-    if (batch === undefined) {
-      const pendings: Pending[] = [];
-      const done = new Promise<void>((resolve) => setTimeout(resolve, GATHER_MS)).then(() => {
-        this.#gathering.delete(layer);
-        return this.#fetchAndSettle(layer, pendings, { gather: true });
-      });
-      batch = { pendings, done };
-      this.#gathering.set(layer, batch);
-    }
-    batch.pendings.push(...pending);
-    return batch.done;
   }
 
   /** Settles what waits for the disk (evicted from memory meanwhile: it goes back); returns the rest. */
@@ -372,16 +325,7 @@ export class ChunkFetcher {
    */
   async #fetchUnits(layer: ChunkLayer, pendings: Pending[], attempt: 1 | 2, opts: GetChunksOptions): Promise<Pending[]> {
     const spans = new Map<string, Promise<Uint8Array>>();
-    const needs = new Map<string, { span: Span; need: number }>();
-    for (const p of pendings) {
-      for (const c of unitChunks(p.unit)) {
-        if (c.zeros) continue;
-        const span = { start: c.compressedOffset, end: c.compressedEnd };
-        const key = spanKey(layer.digest, span);
-        const n = needs.get(key);
-        needs.set(key, { span, need: Math.max(n?.need ?? 0, c.innerOffset + c.size) });
-      }
-    }
+    const needs = spanNeeds(layer.digest, pendings.map((p) => p.unit));
     const toFetch: SpanFetch[] = [];
     for (const [key, { span }] of needs) {
       // A retry joins nothing: the bytes it replaces may have come from the very read under way.
@@ -420,16 +364,7 @@ export class ChunkFetcher {
           this.#settle(p, result);
         } else if (result.retry) {
           this.#figures.verifyFailures++;
-          const { unit } = p;
-          publish(verifyFailChannel, {
-            layer: layer.digest,
-            path: unit.entry.path,
-            chunk: unit.first,
-            fileOffset: unit.entry.chunks[unit.first]?.fileOffset ?? 0,
-            expected: unit.key,
-            ...(result.error instanceof DigestMismatchError ? { actual: result.error.actual } : { error: result.error }),
-            attempt,
-          });
+          reportVerifyFailure(layer.digest, p.unit, result.error, attempt);
           p.error = result.error;
           failed.push(p);
         } else {

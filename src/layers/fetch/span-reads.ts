@@ -3,10 +3,10 @@
  * decompressed as soon as its own bytes are in, and a unit assembled from its spans and verified.
  */
 import { DigestMismatchError } from '../../errors.js';
-import { fetchRangeChannel, publish } from '../events.js';
+import { fetchRangeChannel, publish, verifyFailChannel } from '../events.js';
 import type { Deferred } from '../../util/abort.js';
 import { BadBytes, describeUnit, mergeSpans, spanKey, unitChunks, type Span, type Unit } from './fetch-plan.js';
-import type { ChunkLayer, FetchFigures } from './fetcher.js';
+import type { ChunkLayer, FetchFigures } from './chunk-layer.js';
 import { sha256Hex } from '../../util/sha256.js';
 
 /** A span to read, and the deferred its decompressed bytes settle. */
@@ -126,4 +126,32 @@ export async function assembleUnit(
   const actual = `sha256:${await sha256Hex(bytes)}`;
   if (actual !== unit.key) return { retry: true, error: new DigestMismatchError(describeUnit(layer.digest, unit), unit.key, actual) };
   return bytes;
+}
+
+/** Every span the units need, by key, with how many of its decompressed bytes they use. */
+export function spanNeeds(layerDigest: string, units: readonly Unit[]): Map<string, { span: Span; need: number }> {
+  const needs = new Map<string, { span: Span; need: number }>();
+  for (const unit of units) {
+    for (const c of unitChunks(unit)) {
+      if (c.zeros) continue;
+      const span = { start: c.compressedOffset, end: c.compressedEnd };
+      const key = spanKey(layerDigest, span);
+      const n = needs.get(key);
+      needs.set(key, { span, need: Math.max(n?.need ?? 0, c.innerOffset + c.size) });
+    }
+  }
+  return needs;
+}
+
+/** A unit whose bytes did not verify, on `tocfs:verify:fail`. */
+export function reportVerifyFailure(layerDigest: string, unit: Unit, error: unknown, attempt: 1 | 2): void {
+  publish(verifyFailChannel, {
+    layer: layerDigest,
+    path: unit.entry.path,
+    chunk: unit.first,
+    fileOffset: unit.entry.chunks[unit.first]?.fileOffset ?? 0,
+    expected: unit.key,
+    ...(error instanceof DigestMismatchError ? { actual: error.actual } : { error }),
+    attempt,
+  });
 }

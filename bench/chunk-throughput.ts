@@ -78,7 +78,7 @@ async function main(): Promise<void> {
         size: blob.length,
         annotations: { 'containerd.io/snapshot/stargz/toc.digest': built.tocDigest },
       };
-      const layer = await service.open({ registry: 'bench.invalid', repository: 'bench' }, descriptor);
+      const layer = await service.openToc({ registry: 'bench.invalid', repository: 'bench' }, descriptor);
       await inParallel(files, 4, async (f) => void (await layer.read(f.path, 0, f.size)));
     } finally {
       await service.close();

@@ -92,7 +92,7 @@ async function engine(v: Variant, paths: readonly string[] | undefined): Promise
   const service = await createLayerService({ client, cacheDir, cacheSize: 2 ** 30, memoryCacheBytes: 256 * 2 ** 20, prefetch: false });
   try {
     const descriptor = { mediaType: v.mediaType, digest: `sha256:${createHash('sha256').update(v.blob).digest('hex')}`, size: v.blob.length, annotations: v.annotations };
-    const layer = await service.open({ registry: 'bench.invalid', repository: 'bench' }, descriptor);
+    const layer = await service.openToc({ registry: 'bench.invalid', repository: 'bench' }, descriptor);
     const files = (paths ?? v.files.map((f) => f.path)).map((p) => layer.index.lookup(p)!);
     await inParallel(files, 4, async (f) => void (await layer.read(f, 0, f.size)));
   } finally {

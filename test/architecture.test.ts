@@ -14,7 +14,7 @@ const layerOf = (file: string): string => relative(root, file).split(sep)[0] ?? 
 // The daemon root builds the object graph; the CLI reaches layers only through it (and `ls --layers`'
 // descriptor listing needs none), fuse only for `unmount`.
 const allowed: Record<string, readonly string[]> = {
-  cli: ['daemon', 'fuse', 'image', 'layers', 'formats', 'registry', 'convert', 'util'],
+  cli: ['daemon', 'fuse', 'image', 'formats', 'registry', 'convert', 'util'],
   daemon: ['fuse', 'image', 'layers', 'formats', 'registry', 'util'],
   fuse: ['image', 'layers', 'formats', 'registry', 'util'],
   convert: ['image', 'layers', 'formats', 'registry', 'util'],
@@ -65,3 +65,35 @@ t.test('imports follow the layering of DESIGN.md §4', async (t) => {
   t.pass('checked every import');
 });
 
+t.test('no module imports itself through others (type imports included)', async (t) => {
+  const files = await sourceFiles(root);
+  const graph = new Map<string, string[]>();
+  for (const file of files) {
+    const specs = importsOf(await readFile(file, 'utf8')).filter((s) => s.startsWith('.'));
+    graph.set(file, specs.map((s) => resolve(dirname(file), s).replace(/\.js$/, '.ts')).filter((f) => f.endsWith('.ts')));
+  }
+  const done = new Set<string>();
+  const onPath: string[] = [];
+  const cycles: string[] = [];
+  const visit = (file: string): void => {
+    const at = onPath.indexOf(file);
+    if (at >= 0) {
+      cycles.push([...onPath.slice(at), file].map((f) => relative(root, f)).join(' -> '));
+      return;
+    }
+    if (done.has(file)) return;
+    onPath.push(file);
+    for (const next of graph.get(file) ?? []) visit(next);
+    onPath.pop();
+    done.add(file);
+  };
+  for (const file of files) visit(file);
+  t.same(cycles, [], 'no import cycles');
+});
+
+t.test('no source file over 400 lines', async (t) => {
+  for (const file of await sourceFiles(root)) {
+    const lines = (await readFile(file, 'utf8')).split('\n').length;
+    t.ok(lines <= 401, `${relative(root, file)}: ${lines} lines`);
+  }
+});

@@ -1,7 +1,6 @@
 import type { TocEntry } from '../formats/toc.js';
-import type { TarListingEntry } from '../layers/full/tar-listing.js';
 
-/** One line of a long listing, whatever it was read from (a TOC or a tar stream). */
+/** One line of a long listing. */
 interface ListingLine {
   readonly path: string;
   readonly typeChar: string;
@@ -12,11 +11,6 @@ interface ListingLine {
   readonly mtime?: Date;
   readonly suffix: string;
 }
-
-const TAR_TYPE_CHARS: Record<string, string> = {
-  File: '-', OldFile: '-', ContiguousFile: '-', Directory: 'd', SymbolicLink: 'l', Link: 'h',
-  CharacterDevice: 'c', BlockDevice: 'b', FIFO: 'p',
-};
 
 const TOC_TYPE_CHARS: Record<TocEntry['type'], string> = {
   reg: '-', dir: 'd', symlink: 'l', char: 'c', block: 'b', fifo: 'p',
@@ -36,22 +30,6 @@ function modeText(typeChar: string, m: number): string {
 function render(line: ListingLine): string {
   const when = line.mtime ? line.mtime.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
   return `${modeText(line.typeChar, line.mode)} ${line.uid}/${line.gid} ${line.sizeText.padStart(10)} ${when} ${line.path}${line.suffix}`;
-}
-
-export function formatTarEntry(entry: TarListingEntry): string {
-  const device = entry.type === 'CharacterDevice' || entry.type === 'BlockDevice';
-  const suffix =
-    entry.type === 'SymbolicLink' ? ` -> ${entry.linkpath}` : entry.type === 'Link' ? ` link to ${entry.linkpath}` : '';
-  return render({
-    path: entry.path,
-    typeChar: TAR_TYPE_CHARS[entry.type] ?? '?',
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    sizeText: device ? `${entry.devmajor ?? 0},${entry.devminor ?? 0}` : String(entry.size),
-    ...(entry.mtime ? { mtime: entry.mtime } : {}),
-    suffix,
-  });
 }
 
 export function formatTocEntry(path: string, entry: TocEntry): string {

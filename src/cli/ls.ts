@@ -1,19 +1,22 @@
-import { parseArgs } from 'node:util';
-import { parseReference, formatReference } from '../registry/reference.js';
-import { layerCompression } from '../registry/manifest.js';
-import { listLayerEntries } from '../layers/full/tar-listing.js';
-import { hasLazyToc } from '../layers/toc/open-layer.js';
-import { FormatError, TocfsError } from '../errors.js';
-import type { Descriptor, ImageReference } from '../registry/types.js';
-import { formatTarEntry, formatTocEntry } from './listing.js';
+import { debuglog, parseArgs } from 'node:util';
+import { TocfsError } from '../errors.js';
+import { walkLayer } from '../image/layer-tree.js';
+import { formatReference, parseReference } from '../registry/reference.js';
+import { formatTocEntry } from './listing.js';
 import { isUnder, normaliseImagePath } from './layer-paths.js';
-import { layerOptionSpec, openLayerSession, type LayerSession } from './layer-session.js';
+import { openRegistrySession } from './registry-options.js';
+import { openReaderSession, readerOptionSpec } from './reader-session.js';
 import { UsageError } from './usage.js';
 
+/**
+ * `tocfs ls REF [PATH]`: every layer's own entries (whiteouts as in the tar), read as the mount reads the
+ * layer: from its TOC (footer and TOC only), its CVMFS copy, or, for a layer without a TOC, its verified
+ * stream. `--layers` lists the manifest's layer descriptors alone.
+ */
 export async function runLs(argv: string[], out: NodeJS.WritableStream): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { ...layerOptionSpec, layers: { type: 'boolean' } } });
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { ...readerOptionSpec, layers: { type: 'boolean' } } });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -23,54 +26,37 @@ export async function runLs(argv: string[], out: NodeJS.WritableStream): Promise
   const ref = parseReference(refText);
   const prefix = normaliseImagePath(pathText ?? '');
 
-  const session = await openLayerSession(parsed.values);
-  try {
-    const resolved = await session.client.resolve(ref, session.platform);
-    const layers = resolved.manifest.document.layers;
-    out.write(`# ${formatReference(ref)} ${resolved.digest} (${layers.length} layers)\n`);
-    if (parsed.values.layers) {
+  if (parsed.values.layers) {
+    // Descriptors only: no layer is opened, and the disk cache is not touched.
+    const session = await openRegistrySession(parsed.values);
+    try {
+      const resolved = await session.client.resolve(ref, session.platform);
+      const layers = resolved.manifest.document.layers;
+      out.write(`# ${formatReference(ref)} ${resolved.digest} (${layers.length} layers)\n`);
       for (const layer of layers) out.write(`${layer.digest}\t${layer.mediaType}\t${layer.size}\n`);
-      return;
+    } finally {
+      await session.close();
     }
+    return;
+  }
+
+  const reader = await openReaderSession(parsed.values, debuglog('tocfs'));
+  try {
+    const image = await reader.images.image(ref);
+    out.write(`# ${formatReference(ref)} ${image.manifestDigest} (${image.layers.length} layers)\n`);
     let matched = 0;
-    for (const layer of layers) {
-      const lines = hasLazyToc(layer)
-        ? await tocListing(session, ref, layer, prefix)
-        : await streamedListing(session, ref, layer, prefix);
-      out.write(`## layer ${layer.digest} ${lines.how}\n`);
-      for (const line of lines.lines) out.write(`${line}\n`);
-      matched += lines.lines.length;
+    for (const layer of image.layers) {
+      out.write(`## layer ${layer.digest} (${layer.index.format}, TOC from ${layer.tocSource})\n`);
+      for await (const [path, entry] of walkLayer(layer)) {
+        if (!isUnder(path, prefix)) continue;
+        out.write(`${formatTocEntry(path, entry)}\n`);
+        matched++;
+      }
     }
     if (prefix !== '' && matched === 0) {
       throw new TocfsError('NOT_FOUND', `${formatReference(ref)}: no layer has /${prefix}`);
     }
   } finally {
-    await session.close();
+    await reader.close();
   }
-}
-
-interface LayerListing {
-  readonly how: string;
-  readonly lines: string[];
-}
-
-/** From the layer's TOC: a footer + TOC fetch (or the TOC cache), never the layer's file bytes. */
-async function tocListing(session: LayerSession, ref: ImageReference, layer: Descriptor, prefix: string): Promise<LayerListing> {
-  const opened = await (await session.layers()).open(ref, layer);
-  const lines: string[] = [];
-  for (const [path, entry] of opened.index.walk()) {
-    if (isUnder(path, prefix)) lines.push(formatTocEntry(path, entry));
-  }
-  return { how: `(${opened.index.format}, TOC from ${opened.tocSource})`, lines };
-}
-
-/** A layer without a TOC is read whole, and listed only once its digest checked out. */
-async function streamedListing(session: LayerSession, ref: ImageReference, layer: Descriptor, prefix: string): Promise<LayerListing> {
-  const compression = layerCompression(layer.mediaType);
-  if (!compression) {
-    throw new FormatError(`layer ${layer.digest} has media type ${layer.mediaType}, which is not a layer tocfs can read`);
-  }
-  const entries = await listLayerEntries(session.client.streamBlob(ref, layer), compression);
-  const lines = entries.filter((e) => isUnder(normaliseImagePath(e.path), prefix)).map(formatTarEntry);
-  return { how: `(${compression}, no TOC: whole layer read)`, lines };
 }

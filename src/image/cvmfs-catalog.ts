@@ -18,7 +18,7 @@ import { digestOf } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
 import { formatReference } from '../registry/reference.js';
 import type { FetchedManifest, ImageConfig, ImageManifest, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
-import type { LayerTree } from './layer-tree.js';
+import type { Layer } from '../layers/layer.js';
 
 /** Docker Hub's names, as users and tools write them, and the one DUCC uses for paths on unpacked.cern.ch. */
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com']);
@@ -96,7 +96,7 @@ export class CvmfsCatalog {
   }
 
   /** The `.flat` tree to serve the image from, when some of its layers are not on CVMFS and it is there. */
-  async flat(manifest: ImageManifest, shown: string): Promise<LayerTree | undefined> {
+  async flat(manifest: ImageManifest, shown: string): Promise<Layer | undefined> {
     const states = await Promise.all(manifest.layers.map((l) => this.layers.source.layerState(l.digest)));
     if (!states.includes('absent')) return undefined;
     const flat = await this.layers.openFlat(manifest.config.digest);

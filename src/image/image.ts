@@ -6,9 +6,10 @@ import { TocfsError, isTocfsError } from '../errors.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference } from '../registry/reference.js';
 import type { TocEntry } from '../formats/toc.js';
-import type { Descriptor, ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
+import type { ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
 import type { CatalogResolved, CvmfsCatalog } from './cvmfs-catalog.js';
-import { createInodeCounter, type InodeCounter, type LayerTree } from './layer-tree.js';
+import type { Layer, LayerOpener } from '../layers/layer.js';
+import { createInodeCounter, type InodeCounter } from './layer-tree.js';
 import { LibraryPrefetch } from './library-prefetch.js';
 import { PythonPrefetch } from './python-prefetch.js';
 import { MergedTree } from './merged-tree.js';
@@ -17,8 +18,8 @@ import { SingularityOverlay, type ImageTree } from './singularity-overlay.js';
 
 export interface ImageDeps {
   readonly client: Pick<RegistryClient, 'resolve' | 'getConfig'>;
-  /** Opens one layer of `repo` (a TOC layer, or a full layer when it has none). */
-  openLayer(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<LayerTree>;
+  /** Opens each layer of `repo`, of whichever kind serves it. */
+  readonly layers: LayerOpener;
   readonly platform?: Platform;
   /** Shared by every tree of a filesystem so inode numbers are unique across it. */
   readonly inodes?: InodeCounter;
@@ -38,7 +39,7 @@ export interface Image {
   readonly manifestDigest: string;
   readonly config: ImageConfig;
   /** Bottom to top, as in the manifest. */
-  readonly layers: readonly LayerTree[];
+  readonly layers: readonly Layer[];
   /** The merged layers, with the Singularity entries the image lacks laid over them. */
   readonly tree: ImageTree;
 }
@@ -73,7 +74,7 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
       ? [flat]
       : Promise.all(
           manifest.layers.map((descriptor, i) =>
-            deps.openLayer(repo, descriptor, signal).catch((err: unknown) => {
+            deps.layers.open(repo, descriptor, signal && { signal }).catch((err: unknown) => {
               throw wrap(err, `image ${shown}: layer ${i} ${descriptor.digest}`);
             }),
           ),
@@ -102,7 +103,7 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
  * The layers merged, with the libraries of every program opened in it prefetched (library-prefetch.ts), and
  * the modules every compiled Python module imports (python-prefetch.ts).
  */
-function merged(layers: readonly LayerTree[], inodes: InodeCounter, log: ((line: string) => void) | undefined): MergedTree {
+function merged(layers: readonly Layer[], inodes: InodeCounter, log: ((line: string) => void) | undefined): MergedTree {
   const onOpened = (path: string, head: Uint8Array): void => {
     libraries.opened(path, head);
     python.opened(path, head);
@@ -119,7 +120,7 @@ function merged(layers: readonly LayerTree[], inodes: InodeCounter, log: ((line:
 }
 
 /** A file among the prioritised files of an optimized layer (all its chunks before the landmark). */
-function prioritized(owner: { layer: LayerTree; entry: TocEntry } | undefined): boolean {
+function prioritized(owner: { layer: Layer; entry: TocEntry } | undefined): boolean {
   const region = owner?.layer.index.prefetch;
   const last = owner?.entry.chunks.at(-1);
   return region !== undefined && last !== undefined && last.compressedEnd <= region.end;

@@ -10,7 +10,7 @@
  * one more name of that file (its inode, stat and bytes); a target missing there, or a directory, leaves
  * the name out (logged), never failing the image.
  *
- * Layers listed lazily (a CVMFS `layerfs`, `LayerTree.listDir`) are listed one directory at a time: `load`
+ * Layers listed lazily (a CVMFS `layerfs`, `Layer.listDir`) are listed one directory at a time: `load`
  * lists, in every layer that contributes to it, each directory along a path before the synchronous calls
  * (`lookup`, `readdir`, `xattrs`, `read`) are asked about it. A tree whose layers are all whole indexes
  * needs no `load`.
@@ -18,7 +18,8 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
-import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
+import type { Layer, LayerReadOptions } from '../layers/layer.js';
+import { createInodeCounter, type InodeCounter } from './layer-tree.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -62,7 +63,7 @@ export interface MergedTreeOptions {
 }
 
 export class MergedTree {
-  readonly layers: readonly LayerTree[];
+  readonly layers: readonly Layer[];
   readonly #inodes: InodeCounter;
   /** Per layer index: the inode of each entry (hardlinks share their TocEntry, hence their inode). */
   readonly #inos: WeakMap<TocEntry, number>[];
@@ -85,7 +86,7 @@ export class MergedTree {
   #externalTargets: Promise<void> | undefined;
 
   /** `layers` bottom to top, as in the manifest. */
-  constructor(layers: readonly LayerTree[], opts: MergedTreeOptions = {}) {
+  constructor(layers: readonly Layer[], opts: MergedTreeOptions = {}) {
     this.layers = layers;
     this.#inodes = opts.inodes ?? createInodeCounter();
     this.#inos = layers.map(() => new WeakMap());
@@ -182,7 +183,7 @@ export class MergedTree {
   }
 
   /** Where a regular file's bytes live; undefined when `path` is not one. */
-  owner(path: string): { layer: LayerTree; entry: TocEntry } | undefined {
+  owner(path: string): { layer: Layer; entry: TocEntry } | undefined {
     const node = this.#find(path);
     if (node?.owner === undefined || node.owner.entry.type !== 'reg') return undefined;
     return { layer: this.layers[node.owner.layer]!, entry: node.owner.entry };

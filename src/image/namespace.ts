@@ -15,39 +15,21 @@ import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
 import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
-import { createInodeCounter, listPath, type LayerTree } from './layer-tree.js';
+import type { Figures } from '../layers/figures.js';
+import type { Layer } from '../layers/layer.js';
+import { createInodeCounter, listPath } from './layer-tree.js';
 
-/**
- * What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide totals on `/` and on every image root; `layers` is
- * keyed by layer digest (format, TOC source, fetched ratio...), and an image root lists only its own layers.
- */
 const MAX_REMEMBERED_FAILURES = 10_000;
-
-export interface Figures {
-  /** Bytes received from registries: TOC tails, lazily fetched chunks, whole layers (and manifests, configs). */
-  readonly bytesFetched: number;
-  /** Bytes read from CVMFS unpacked copies (layer `layerfs` and `.flat` trees). */
-  readonly bytesCvmfs: number;
-  /**
-   * Bytes that reads took from tocfs's own caches: from verified chunks in the memory and disk chunk
-   * stores (a 128 KiB read of a cached 4 MiB chunk counts 128 KiB), and from whole layers on disk.
-   */
-  readonly bytesCache: number;
-  /** HTTP requests sent to registries. */
-  readonly requests: number;
-  /** Verified chunk bytes not yet written to the disk cache: they wait for a pause in the fetches. */
-  readonly bytesDiskPending: number;
-  readonly layers: Readonly<Record<string, unknown>>;
-}
 
 export interface NamespaceDeps extends Omit<ImageDeps, 'inodes'> {
   /** One line per event worth a log (a failed resolution, once per failure period). Default: debuglog('tocfs'). */
   readonly log?: (line: string) => void;
+  /** What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide on `/` and for its own layers on an image root. */
   readonly figures?: () => Figures;
   /** The disk cache's budget and use, for statfs. */
   readonly cacheSpace?: () => { readonly totalBytes: number; readonly usedBytes: number };
   /** A layer by digest alone, for `/layers` paths no resolved image has opened. Without it, NOT_FOUND. */
-  readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<LayerTree>;
+  readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<Layer>;
   /** How long a failed resolution is answered from memory. Default 10 s. */
   readonly failureTtlMs?: number;
   readonly now?: () => number;
@@ -70,11 +52,17 @@ type Target =
   | { readonly kind: 'image'; readonly image: Image; readonly rest: string }
   | { readonly kind: 'layer'; readonly layer: LayerView; readonly rest: string };
 
-export function createImageFilesystem(deps: NamespaceDeps): Filesystem {
+/** The mount layout as a `Filesystem`, and its images by reference (for `tocfs ls`). */
+export interface ImageNamespace extends Filesystem {
+  /** The image `images/` shows for `ref`: resolved and pinned as a lookup of its root would. */
+  image(ref: ImageReference, signal?: AbortSignal): Promise<Image>;
+}
+
+export function createImageFilesystem(deps: NamespaceDeps): ImageNamespace {
   return new ImageFilesystem(deps);
 }
 
-class ImageFilesystem implements Filesystem {
+class ImageFilesystem implements ImageNamespace {
   readonly #deps: NamespaceDeps;
   readonly #imageDeps: ImageDeps;
   readonly #inodes = createInodeCounter(ROOT_INO + 1);
@@ -90,7 +78,7 @@ class ImageFilesystem implements Filesystem {
   readonly #listing = new Map<string, Set<string>>();
   readonly #dirInos = new Map<string, number>();
   /** Layers of resolved images, by `HOST/REPO@DIGEST`, so `/layers` can show them without a descriptor. */
-  readonly #openedLayers = new Map<string, LayerTree>();
+  readonly #openedLayers = new Map<string, Layer>();
 
   constructor(deps: NamespaceDeps) {
     this.#deps = deps;
@@ -134,6 +122,10 @@ class ImageFilesystem implements Filesystem {
     if (target.kind === 'image') return target.image.tree.read(target.rest, offset, length, opts.signal);
     if (target.kind === 'layer') return target.layer.read(target.rest, offset, length, opts.signal);
     throw new TocfsError('FORMAT', `${path} is a directory`);
+  }
+
+  image(ref: ImageReference, signal?: AbortSignal): Promise<Image> {
+    return this.#image(formatReference(ref), ref, signal);
   }
 
   space(): FsSpace {
@@ -312,12 +304,12 @@ class ImageFilesystem implements Filesystem {
 
 /** One layer's own tree: every entry of its index, whiteouts included. */
 class LayerView {
-  readonly layer: LayerTree;
-  readonly #layer: LayerTree;
+  readonly layer: Layer;
+  readonly #layer: Layer;
   readonly #next: () => number;
   readonly #inos = new WeakMap<TocEntry, number>();
 
-  constructor(layer: LayerTree, next: () => number) {
+  constructor(layer: Layer, next: () => number) {
     this.layer = layer;
     this.#layer = layer;
     this.#next = next;

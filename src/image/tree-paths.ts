@@ -4,7 +4,7 @@
  * absolute targets from its root, and whole files read in the background.
  */
 import type { FsNode } from './filesystem.js';
-import type { LayerReadOptions } from './layer-tree.js';
+import type { LayerReadOptions } from '../layers/layer.js';
 
 /** What a prefetch needs of an image tree (MergedTree): normalised paths, '' = root. */
 export interface PrefetchTree {

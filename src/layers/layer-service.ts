@@ -1,6 +1,7 @@
 /**
- * The composition root of src/layers (STYLE.md item 13): stores, TOC cache and fetcher built in order,
- * disposed in reverse. One per daemon or command.
+ * The layers of a daemon or command: stores, TOC cache and fetcher built in order, disposed in reverse, and
+ * the one decision of which kind serves a descriptor (`open`): the CVMFS copy where one is published, else
+ * the layer's TOC where the manifest pins one, else the whole layer streamed once.
  */
 import { FormatError, InvalidOptionError } from '../errors.js';
 import { estargzHintedPrefetchEnd } from '../formats/estargz/annotations.js';
@@ -9,10 +10,14 @@ import type { TocCodec, TocLimits } from '../formats/toc.js';
 import type { RegistryClient, RegistryStats } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
 import type { ChunkStoreStats } from './store/chunk-store.js';
+import { CvmfsLayers } from './cvmfs/cvmfs-layers.js';
+import type { CvmfsSource } from './cvmfs/cvmfs-source.js';
+import type { Figures } from './figures.js';
+import type { Layer, LayerFigures, LayerOpener } from './layer.js';
 import { abortable } from '../util/abort.js';
 import { openDiskStore } from './store/disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetch/fetcher.js';
-import { openFullLayer, type FullLayer, type FullLayerStats } from './full/full-layer.js';
+import { openFullLayer, type FullLayer } from './full/full-layer.js';
 import type { LayerStats, VerifiedLayer } from './toc/toc-layer.js';
 import { MemoryChunkStore } from './store/memory-store.js';
 import { hasLazyToc, openLayer, type TocDetector } from './toc/open-layer.js';
@@ -22,7 +27,7 @@ import { openTocCache, type TocCacheStats } from './store/toc-cache.js';
 import { offloadLargeSpans, ZstdWorkerPool } from './fetch/zstd-offload.js';
 
 export interface LayerServiceOptions {
-  /** `streamBlob` is needed only by `openAny` for layers without a TOC. */
+  /** `streamBlob` is needed only by `open` for layers without a TOC. */
   readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats' | 'streamBlob'>>;
   /** Holds `chunks/`, `tocs/` and `layers/`; created when missing, reused across restarts. */
   readonly cacheDir: string;
@@ -38,6 +43,10 @@ export interface LayerServiceOptions {
   readonly maxRequestBytes?: number;
   readonly tailBytes?: number;
   readonly limits?: Partial<TocLimits>;
+  /** A CVMFS repository of unpacked layers (DUCC layout) to serve layers from first. */
+  readonly cvmfs?: CvmfsSource;
+  /** One line per event worth a log (CVMFS fallbacks). Default: none. */
+  readonly log?: (line: string) => void;
 }
 
 export interface LayerServiceStats {
@@ -46,34 +55,26 @@ export interface LayerServiceStats {
   readonly disk: ChunkStoreStats;
   readonly tocs: TocCacheStats;
   readonly layers: readonly LayerStats[];
-  /** Layers without a TOC, downloaded whole (`openAny`). */
-  readonly fullLayers: readonly FullLayerServiceStats[];
   readonly registry?: RegistryStats;
 }
 
-export interface FullLayerServiceStats extends FullLayerStats {
-  /** The compressed blob's size in bytes (the descriptor's). */
-  readonly blobBytes: number;
-  /** Blob bytes this service downloaded for it: the whole blob when opened from the registry, else 0. */
-  readonly bytesFetched: number;
-  /** bytesFetched / blobBytes: 1 once downloaded, 0 when the disk cache had it. */
-  readonly fetchedRatio: number;
-}
-
-export interface LayerService {
+export interface LayerService extends LayerOpener {
   /**
-   * The verified layer for a manifest's layer descriptor; concurrent calls for one digest share one open,
-   * and an opened layer is kept for the life of the service. A failed open is not remembered.
+   * The layer for a manifest's layer descriptor, of the kind that serves it: from CVMFS when `cvmfs` is
+   * given and has it (layers/cvmfs/cvmfs-layers.ts decides how), else `openToc` when the descriptor pins a
+   * TOC (`containerd.io/snapshot/stargz/toc.digest` or a zstd:chunked `manifest-checksum`), else the whole
+   * layer streamed once, verified and indexed into the disk cache (`FullLayer`, DESIGN.md §2 source 5).
+   * Concurrent calls for one digest share one open, and an opened layer is kept for the life of the
+   * service. A failed open is not remembered.
    */
-  open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
-  /**
-   * Any layer: `open` when the descriptor carries `containerd.io/snapshot/stargz/toc.digest` or a
-   * zstd:chunked `manifest-checksum` (either generation), else the
-   * whole layer is streamed once, verified and indexed into the disk cache (`FullLayer`, DESIGN.md §2
-   * source 5). Both satisfy src/image's `LayerTree`. Same single-flight and lifetime rules as `open`.
-   */
-  openAny(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer | FullLayer>;
+  open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<Layer>;
+  /** The layer by its TOC alone (FORMAT when the descriptor pins none); same rules as `open`. */
+  openToc(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
+  /** The CVMFS layers (image records and flat trees are the image code's), when `cvmfs` was given. */
+  readonly cvmfs: CvmfsLayers | undefined;
   stats(): LayerServiceStats;
+  /** The figures of every layer opened, and the totals (DESIGN.md §1.4). */
+  figures(): Figures;
   /** Stops fetches, waits for cache writes, closes the stores; keeps every cached byte. Idempotent. */
   close(): Promise<void>;
 }
@@ -103,7 +104,6 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   const opened = new Map<string, VerifiedLayer>();
   const opening = new Map<string, Promise<VerifiedLayer>>();
   const fullOpened = new Map<string, FullLayer>();
-  const fullSizes = new Map<string, number>();
   const fullOpening = new Map<string, Promise<FullLayer>>();
   let closed: Promise<void> | undefined;
 
@@ -176,7 +176,6 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       await layer.close();
       throw new InvalidOptionError('layer service', 'closed');
     }
-    fullSizes.set(descriptor.digest, descriptor.size);
     fullOpened.set(descriptor.digest, layer);
     return layer;
   }
@@ -205,15 +204,23 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     return abortable(p, signal, `open of layer ${digest}`);
   }
 
+  function openRegistry(repo: RepositoryRef, descriptor: Descriptor, signal: AbortSignal | undefined): Promise<Layer> {
+    // A zstd layer with a footer but no annotation has nothing to verify its TOC against, so it is
+    // pulled whole, like any layer without a TOC (containers/storage refuses such partial pulls too).
+    if (hasLazyToc(descriptor)) return openOnce(descriptor.digest, opened, opening, () => doOpen(repo, descriptor), signal);
+    return openOnce(descriptor.digest, fullOpened, fullOpening, () => doOpenFull(repo, descriptor), signal);
+  }
+
+  const cvmfs = opts.cvmfs && new CvmfsLayers({ source: opts.cvmfs, openRegistry, log: opts.log ?? (() => {}) });
+
   const service: LayerService = {
-    async openAny(repo, descriptor, callOpts = {}) {
-      // A zstd layer with a footer but no annotation has nothing to verify its TOC against, so it is
-      // pulled whole, like any layer without a TOC (containers/storage refuses such partial pulls too).
-      if (hasLazyToc(descriptor)) return service.open(repo, descriptor, callOpts);
-      return openOnce(descriptor.digest, fullOpened, fullOpening, () => doOpenFull(repo, descriptor), callOpts.signal);
+    cvmfs,
+
+    open(repo, descriptor, callOpts = {}) {
+      return cvmfs ? cvmfs.open(repo, descriptor, callOpts.signal) : openRegistry(repo, descriptor, callOpts.signal);
     },
 
-    async open(repo, descriptor, callOpts = {}) {
+    openToc(repo, descriptor, callOpts = {}) {
       return openOnce(descriptor.digest, opened, opening, () => doOpen(repo, descriptor), callOpts.signal);
     },
 
@@ -224,13 +231,25 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
         disk: disk.stats(),
         tocs: tocCache.stats(),
         layers: [...opened.values()].map((l) => l.stats()),
-        fullLayers: [...fullOpened.values()].map((l) => {
-          const st = l.stats();
-          const blobBytes = fullSizes.get(l.digest) ?? 0;
-          const bytesFetched = st.tocSource === 'blob' ? blobBytes : 0;
-          return { ...st, blobBytes, bytesFetched, fetchedRatio: blobBytes > 0 ? bytesFetched / blobBytes : 0 };
-        }),
         ...(opts.client.stats ? { registry: opts.client.stats() } : {}),
+      };
+    },
+
+    figures() {
+      const fetch = fetcher.stats();
+      const registryLayers = [...opened.values(), ...fullOpened.values()];
+      // A CVMFS layer's registry copy (opened for files CVMFS could not serve, or for its TOC) is part of it.
+      const layers = new Map<string, LayerFigures>(registryLayers.map((l) => [l.digest, l.figures()]));
+      for (const l of cvmfs?.served() ?? []) layers.set(l.digest, l.figures());
+      const full = [...fullOpened.values()].map((l) => l.figures());
+      const registry = opts.client.stats?.();
+      return {
+        bytesFetched: registry?.bytesReceived ?? fetch.bytesFetched + full.reduce((sum, f) => sum + f.bytesFetched, 0),
+        bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
+        bytesCache: fetch.bytesFromMemory + fetch.bytesFromDisk + full.reduce((sum, f) => sum + f.bytesCache, 0),
+        requests: registry?.requests ?? fetch.requests,
+        bytesDiskPending: fetch.diskWritesPending,
+        layers: Object.fromEntries(layers),
       };
     },
 

@@ -2,14 +2,15 @@
 import { createHash } from 'node:crypto';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { RawTocEntry, TocEntry } from '../../src/formats/toc.js';
-import type { LayerTree } from '../../src/image/layer-tree.js';
+import type { Layer } from '../../src/layers/layer.js';
+import { noFigures } from '../support/layers.js';
 
 const sha = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A raw entry spec; `content` on a reg entry becomes its size, digest and bytes. */
 export type Spec = Omit<RawTocEntry, 'size' | 'offset' | 'digest' | 'chunkDigest'> & { readonly content?: string };
 
-export interface FakeLayer extends LayerTree {
+export interface FakeLayer extends Layer {
   readonly reads: string[];
 }
 
@@ -34,6 +35,8 @@ export function fakeLayer(specs: readonly Spec[], digest = `sha256:${(++layerCou
   return {
     digest,
     index,
+    tocSource: 'blob',
+    figures: noFigures('estargz-gzip'),
     reads,
     async read(entry: TocEntry, off: number, length: number): Promise<Uint8Array> {
       reads.push(entry.path);

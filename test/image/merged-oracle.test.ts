@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import t from 'tap';
 import { estargzCodec } from '../../src/formats/estargz/codec.js';
 import type { TocEntry } from '../../src/formats/toc.js';
-import type { LayerTree } from '../../src/image/layer-tree.js';
+import type { Layer } from '../../src/layers/layer.js';
 import { MergedTree } from '../../src/image/merged-tree.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { buildImage } from '../support/image-builder.js';
@@ -17,6 +17,7 @@ import { umociUnpack, writeOciLayout } from '../support/oci-layout.js';
 import { LAYERS } from '../support/oracle-image.js';
 import type { TarEntry } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
+import { noFigures } from '../support/layers.js';
 
 const run = promisify(execFile);
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
@@ -91,8 +92,8 @@ async function walkMerged(m: MergedTree): Promise<Map<string, Seen>> {
   return out;
 }
 
-/** A LayerTree over an in-memory eStargz blob: the TOC decoded, each chunk decompressed on read. */
-async function estargzLayer(entries: TarEntry[]): Promise<LayerTree> {
+/** A Layer over an in-memory eStargz blob: the TOC decoded, each chunk decompressed on read. */
+async function estargzLayer(entries: TarEntry[]): Promise<Layer> {
   const { blob } = await buildEstargz(entries, { chunkSize: 64 << 10 });
   const foot = estargzCodec.footerLength;
   const location = estargzCodec.parseFooter(blob.subarray(blob.length - foot), blob.length);
@@ -100,6 +101,8 @@ async function estargzLayer(entries: TarEntry[]): Promise<LayerTree> {
   return {
     digest: `sha256:${sha(blob)}`,
     index,
+    tocSource: 'blob',
+    figures: noFigures('estargz-gzip'),
     async read(entry: TocEntry, offset: number, length: number): Promise<Uint8Array> {
       const parts: Uint8Array[] = [];
       for (const c of entry.chunks) {

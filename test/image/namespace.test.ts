@@ -6,20 +6,21 @@ import type { ResolvedImage } from '../../src/registry/client.js';
 import type { Descriptor, ImageReference } from '../../src/registry/types.js';
 import { openImage } from '../../src/image/image.js';
 import { createImageFilesystem, type NamespaceDeps } from '../../src/image/namespace.js';
-import type { LayerTree } from '../../src/image/layer-tree.js';
+import type { Layer } from '../../src/layers/layer.js';
 import { fakeLayer } from './fake-layers.js';
+import { noFigures } from '../support/layers.js';
 
 const hex = (c: string) => c.repeat(64);
 const L1 = fakeLayer([{ name: 'etc/os-release', type: 'reg', content: 'ID=fake\n' }, { name: 'gone', type: 'reg' }], `sha256:${hex('a')}`);
 const L2 = fakeLayer([{ name: '.wh.gone', type: 'reg' }, { name: 'bin/sh', type: 'reg', content: 'v2', xattrs: { 'user.x': Buffer.from('1') } }], `sha256:${hex('b')}`);
 const L3 = fakeLayer([{ name: 'bin/sh', type: 'reg', content: 'v3' }], `sha256:${hex('c')}`);
-const desc = (l: LayerTree): Descriptor => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: 1 });
+const desc = (l: Layer): Descriptor => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.digest, size: 1 });
 
 interface Harness {
   deps: NamespaceDeps;
   resolves: string[];
   /** tag -> layers it currently names */
-  tags: Map<string, LayerTree[]>;
+  tags: Map<string, Layer[]>;
   logs: string[];
   clock: { now: number };
   gate?: Promise<void>;
@@ -28,11 +29,11 @@ interface Harness {
 function harness(): Harness {
   const h: Harness = {
     resolves: [],
-    tags: new Map<string, LayerTree[]>([['v1', [L1, L2]]]),
+    tags: new Map<string, Layer[]>([['v1', [L1, L2]]]),
     logs: [],
     clock: { now: 0 },
   } as unknown as Harness;
-  const byDigest = new Map<string, LayerTree[]>();
+  const byDigest = new Map<string, Layer[]>();
   h.deps = {
     client: {
       async resolve(ref: ImageReference): Promise<ResolvedImage> {
@@ -50,14 +51,16 @@ function harness(): Harness {
         return { document: { architecture: 'amd64' }, bytes: new Uint8Array(), digest: `sha256:${hex('f')}` };
       },
     },
-    async openLayer(_repo, d) {
-      const layer = [L1, L2, L3].find((l) => l.digest === d.digest);
-      if (!layer) throw new TocfsError('NOT_FOUND', 'blob unknown');
-      return layer;
+    layers: {
+      async open(_repo, d) {
+        const layer = [L1, L2, L3].find((l) => l.digest === d.digest);
+        if (!layer) throw new TocfsError('NOT_FOUND', 'blob unknown');
+        return layer;
+      },
     },
     log: (line) => h.logs.push(line),
     now: () => h.clock.now,
-    figures: () => ({ bytesFetched: 42, bytesCvmfs: 0, bytesCache: 7, requests: 3, bytesDiskPending: 5, layers: { [L1.digest]: { format: 'estargz-gzip', tocSource: 'blob' }, [`sha256:${hex('9')}`]: {} } }),
+    figures: () => ({ bytesFetched: 42, bytesCvmfs: 0, bytesCache: 7, requests: 3, bytesDiskPending: 5, layers: { [L1.digest]: noFigures('estargz-gzip')(), [`sha256:${hex('9')}`]: noFigures('tar')() } }),
   };
   return h;
 }
@@ -89,7 +92,7 @@ t.test('root, intermediate dirs and an image tree', async (t) => {
   await t.rejects(fs.lookup(`${IMG}/bin/sh/x`), { code: 'NOT_FOUND' });
   t.same(h.resolves, ['library/app:v1@']);
   t.match(h.logs, [/^image 127\.0\.0\.1:5000\/library\/app:v1: resolved to sha256:[0-9a-f]{64}, 2 layers$/], 'one line per resolved image');
-  t.equal(h.logs.filter((l) => /: layer [01] sha256:[0-9a-f]{64}: estargz-gzip, \d+ bytes$/.test(l)).length, 2, 'and one per layer');
+  t.equal(h.logs.filter((l) => /: layer [01] sha256:[0-9a-f]{64}: estargz-gzip, TOC from blob, \d+ bytes$/.test(l)).length, 2, 'and one per layer');
 
   t.same(await fs.readdir('/images'), ['127.0.0.1:5000']);
   t.same(await fs.readdir('/images/127.0.0.1:5000'), ['library']);
@@ -206,7 +209,7 @@ t.test('xattrs: entries own, figures on / and image roots', async (t) => {
     ['bytes_cache', 'bytes_cvmfs', 'bytes_disk_pending', 'bytes_fetched', 'layers', 'requests'].map((k) => `user.tocfs.${k}`),
     'every figure on an image root',
   );
-  t.same(JSON.parse(text(img.get('user.tocfs.layers')!)), { [L1.digest]: { format: 'estargz-gzip', tocSource: 'blob' } }, 'only its own layers');
+  t.same(Object.keys(JSON.parse(text(img.get('user.tocfs.layers')!))), [L1.digest], 'only its own layers');
   t.same([...(await fs.xattrs(`${IMG}/bin/sh`)).keys()], ['user.x']);
   t.same(await fs.xattrs('/images'), new Map());
   await t.rejects(fs.read('/images', 0, 1), { code: 'FORMAT' });

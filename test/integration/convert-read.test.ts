@@ -16,6 +16,7 @@ import { pushImage } from '../support/push.js';
 import { convertSourceLayers } from '../support/convert-source.js';
 import { tempDir } from '../support/tmp.js';
 import { contentBytes, file } from '../support/tar-dsl.js';
+import { readPath } from '../support/layers.js';
 
 const CHUNK = 64 * 1024;
 
@@ -43,7 +44,7 @@ t.test('every file of a converted image, read lazily through the engine, equals 
   const random = prng(0xc0ffee);
 
   for (const [i, spec] of layers.entries()) {
-    const layer = await service.open(lazyRef, manifest.document.layers[i]!);
+    const layer = await service.openToc(lazyRef, manifest.document.layers[i]!);
     const expectedFiles = spec.entries.filter((e) => e.type === 'file');
     for (const entry of expectedFiles) {
       const want = contentBytes(entry);
@@ -70,7 +71,7 @@ t.test('every file of a converted image, read lazily through the engine, equals 
   // Every file again: all of it from the caches, no blob request.
   proxy.resetCounters();
   for (const [i, spec] of layers.entries()) {
-    const layer = await service.open(lazyRef, manifest.document.layers[i]!);
+    const layer = await service.openToc(lazyRef, manifest.document.layers[i]!);
     for (const entry of spec.entries.filter((e) => e.type === 'file')) {
       t.ok(Buffer.from(await layer.read(entry.path, 0, entry.size)).equals(contentBytes(entry)), `${entry.path} again`);
     }
@@ -93,7 +94,7 @@ t.test('every file of a converted image, read lazily through the engine, equals 
   proxy.resetCounters();
   const reopened = await again.open(lazyRef, manifest.document.layers[0]!);
   t.equal(reopened.tocSource, 'cache', 'the TOC comes from the disk cache');
-  t.ok(Buffer.from(await reopened.read('usr/lib/big.so', 0, bigEntry.size)).equals(contentBytes(bigEntry)), 'correct bytes after corruption');
+  t.ok(Buffer.from(await readPath(reopened, 'usr/lib/big.so', 0, bigEntry.size)).equals(contentBytes(bigEntry)), 'correct bytes after corruption');
   t.ok(proxy.counters.byKind.blobs.requests > 0, 'corrupt cache files were refetched');
   t.ok(again.stats().disk.corrupt > 0, 'and counted as corrupt');
 });

@@ -13,6 +13,7 @@ import { pushImage } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
 import { dir, file, tarOf, type TarEntry } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
+import { readPath } from '../support/layers.js';
 
 /** Text-like data: random words, so it compresses about as well as binaries and libraries do. */
 function wordy(size: number, seed: number): Buffer {
@@ -49,8 +50,8 @@ t.test('one small file of a 200 MB zstd:chunked layer moves under 300 KB', async
   const service = await createLayerService({ client, cacheDir: tempDir(t, 'zstd-200mb-cache'), cacheSize: 2 ** 30, memoryCacheBytes: 64 << 20 });
   t.teardown(() => service.close());
   proxy.resetCounters();
-  const layer = await service.openAny(ref, manifest.document.layers[0]!);
-  t.equal(Buffer.from(await layer.read('data/small.txt', 0, 4096)).toString(), 'the one file the job reads\n');
+  const layer = await service.open(ref, manifest.document.layers[0]!);
+  t.equal(Buffer.from(await readPath(layer, 'data/small.txt', 0, 4096)).toString(), 'the one file the job reads\n');
   const moved = proxy.counters.byKind.blobs;
   t.ok(moved.bytes < 300_000, `${moved.bytes} blob bytes in ${moved.requests} requests for one small file of a ${blob.size}-byte layer`);
   t.comment(`zstd:chunked 200 MB layer: ${moved.bytes} bytes, ${moved.requests} requests (layer ${blob.size} bytes)`);

@@ -13,29 +13,19 @@
  */
 import { join } from 'node:path';
 import { TocfsError } from '../../errors.js';
-import type { TocEntry, TocIndex } from '../../formats/toc.js';
+import type { TocEntry } from '../../formats/toc.js';
 import type { CvmfsDirIndex } from './cvmfs-index.js';
 import { CvmfsFileError, type CvmfsSource } from './cvmfs-source.js';
-import type { LayerReadOptions } from '../toc/toc-layer.js';
-
-/** A layer as the registry serves it (a TOC layer or a whole layer); src/image's RegistryLayer is one. */
-export interface RegistryLayer {
-  readonly digest: string;
-  readonly index: TocIndex;
-  readonly tocSource?: 'blob' | 'cache';
-  read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array>;
-}
-
-export type LayerBytesSource = 'cvmfs' | 'cvmfs+registry' | 'registry';
+import type { BytesSource, Layer, LayerFigures, LayerFormat, LayerIndex, LayerReadOptions, TreeSource } from '../layer.js';
 
 export interface CvmfsLayerStats {
   readonly digest: string;
   /** 'cvmfs' (layerfs walked), 'cvmfs-flat' (a whole .flat tree), or the registry TOC's format. */
-  readonly format: string;
+  readonly format: LayerFormat;
   /** Where the tree (listing) came from. */
   readonly tocSource: 'cvmfs' | 'blob' | 'cache';
   /** Where its file bytes came from so far. */
-  readonly source: LayerBytesSource;
+  readonly source: BytesSource;
   readonly bytesCvmfs: number;
   /** File bytes read through the registry's copy (after a file failed on CVMFS, or was not there). */
   readonly bytesRegistry: number;
@@ -49,7 +39,17 @@ interface Counting {
   readonly fallbackFiles: Set<string>;
 }
 
-function statsOf(digest: string, format: string, tocSource: CvmfsLayerStats['tocSource'], c: Counting): CvmfsLayerStats {
+/**
+ * A CVMFS layer's figures: those of its registry copy when one was opened (for its TOC, or for files CVMFS
+ * could not serve), with where the tree and the bytes came from and what CVMFS served.
+ */
+function figuresOf(stats: CvmfsLayerStats, registry: Layer | undefined): LayerFigures {
+  const { digest: _digest, ...cvmfs } = stats;
+  const base = registry?.figures() ?? { blobBytes: 0, bytesFetched: 0, bytesCache: 0, fetchedRatio: 0 };
+  return { ...base, ...cvmfs };
+}
+
+function statsOf(digest: string, format: LayerFormat, tocSource: CvmfsLayerStats['tocSource'], c: Counting): CvmfsLayerStats {
   return {
     digest,
     format,
@@ -67,18 +67,19 @@ export interface CvmfsLayerOptions {
   readonly index: CvmfsDirIndex;
   readonly source: CvmfsSource;
   /** The registry's copy of this layer, opened on the first file CVMFS cannot serve; none for a flat tree. */
-  readonly fallback?: () => Promise<RegistryLayer>;
+  readonly fallback?: () => Promise<Layer>;
   readonly log: (line: string) => void;
 }
 
-export class CvmfsLayer {
+export class CvmfsLayer implements Layer {
   readonly digest: string;
   readonly index: CvmfsDirIndex;
   readonly tocSource = 'cvmfs' as const;
   readonly #source: CvmfsSource;
-  readonly #fallback: (() => Promise<RegistryLayer>) | undefined;
+  readonly #fallback: (() => Promise<Layer>) | undefined;
   readonly #log: (line: string) => void;
-  #registry: Promise<RegistryLayer> | undefined;
+  #registry: Promise<Layer> | undefined;
+  #registryOpened: Layer | undefined;
   #logged = false;
   readonly #counting: Counting = { bytesCvmfs: 0, bytesRegistry: 0, fallbackFiles: new Set() };
 
@@ -121,6 +122,10 @@ export class CvmfsLayer {
     return statsOf(this.digest, this.index.format, 'cvmfs', this.#counting);
   }
 
+  figures(): LayerFigures {
+    return figuresOf(this.stats(), this.#registryOpened);
+  }
+
   /** Later reads of the file go straight to the registry (its CVMFS copy is known bad for this mount). */
   #noteFallback(path: string, err: CvmfsFileError): void {
     this.#counting.fallbackFiles.add(path);
@@ -129,13 +134,16 @@ export class CvmfsLayer {
     this.#log(`layer ${this.digest}: ${err.message}; reading ${JSON.stringify(path)} (and any other such file of this layer) from the registry`);
   }
 
-  #registryCopy(): Promise<RegistryLayer> {
+  #registryCopy(): Promise<Layer> {
     if (this.#registry === undefined) {
       const opening = this.#fallback!();
       this.#registry = opening;
-      opening.catch(() => {
-        if (this.#registry === opening) this.#registry = undefined;
-      });
+      opening.then(
+        (layer) => (this.#registryOpened = layer),
+        () => {
+          if (this.#registry === opening) this.#registry = undefined;
+        },
+      );
     }
     return this.#registry;
   }
@@ -143,18 +151,18 @@ export class CvmfsLayer {
 
 export interface CvmfsBackedLayerOptions {
   /** The registry's copy (a TOC layer): its index is the tree. */
-  readonly inner: RegistryLayer;
+  readonly inner: Layer;
   /** The layer's `layerfs` directory. */
   readonly layerfs: string;
   readonly source: CvmfsSource;
   readonly log: (line: string) => void;
 }
 
-export class CvmfsBackedLayer {
+export class CvmfsBackedLayer implements Layer {
   readonly digest: string;
-  readonly index: TocIndex;
-  readonly tocSource: 'blob' | 'cache' | undefined;
-  readonly #inner: RegistryLayer;
+  readonly index: LayerIndex;
+  readonly tocSource: TreeSource;
+  readonly #inner: Layer;
   readonly #layerfs: string;
   readonly #source: CvmfsSource;
   readonly #log: (line: string) => void;
@@ -192,6 +200,10 @@ export class CvmfsBackedLayer {
   }
 
   stats(): CvmfsLayerStats {
-    return statsOf(this.digest, this.index.format, this.tocSource === 'cache' ? 'cache' : 'blob', this.#counting);
+    return statsOf(this.digest, this.index.format, this.tocSource === 'cvmfs' ? 'blob' : this.tocSource, this.#counting);
+  }
+
+  figures(): LayerFigures {
+    return figuresOf(this.stats(), this.#inner);
   }
 }

@@ -12,7 +12,8 @@
  * One open per layer digest for the life of the service; a failed open is not remembered.
  */
 import { CvmfsDirIndex } from './cvmfs-index.js';
-import { CvmfsBackedLayer, CvmfsLayer, type CvmfsLayerStats, type RegistryLayer } from './cvmfs-layer.js';
+import type { Layer } from '../layer.js';
+import { CvmfsBackedLayer, CvmfsLayer } from './cvmfs-layer.js';
 import type { CvmfsSource } from './cvmfs-source.js';
 import { join } from 'node:path';
 import { TOC_DIGEST_ANNOTATION } from '../toc/open-layer.js';
@@ -23,14 +24,14 @@ export type CvmfsServedLayer = CvmfsLayer | CvmfsBackedLayer;
 export interface CvmfsLayersOptions {
   readonly source: CvmfsSource;
   /** The registry's copy of a layer: a TOC layer, or the whole layer when it has none. */
-  openRegistry(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<RegistryLayer>;
+  openRegistry(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer>;
   readonly log: (line: string) => void;
 }
 
 export class CvmfsLayers {
   readonly source: CvmfsSource;
   readonly #opts: CvmfsLayersOptions;
-  readonly #opened = new Map<string, Promise<RegistryLayer | CvmfsServedLayer>>();
+  readonly #opened = new Map<string, Promise<Layer | CvmfsServedLayer>>();
   readonly #served = new Map<string, CvmfsServedLayer>();
   /** Layer digests listed by a DUCC manifest record that matched the image being opened. */
   readonly #confirmed = new Set<string>();
@@ -46,7 +47,7 @@ export class CvmfsLayers {
     for (const d of digests) this.#confirmed.add(d);
   }
 
-  open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<RegistryLayer | CvmfsServedLayer> {
+  open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer | CvmfsServedLayer> {
     const key = descriptor.digest;
     let p = this.#opened.get(key);
     if (p === undefined) {
@@ -74,17 +75,17 @@ export class CvmfsLayers {
     return p;
   }
 
-  /** Figures of every layer CVMFS serves (or backs), by digest. */
-  stats(): CvmfsLayerStats[] {
-    return [...this.#served.values()].map((l) => l.stats());
+  /** Every layer CVMFS serves (or backs) so far. */
+  served(): CvmfsServedLayer[] {
+    return [...this.#served.values()];
   }
 
-  async #open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<RegistryLayer | CvmfsServedLayer> {
+  async #open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer | CvmfsServedLayer> {
     const { digest } = descriptor;
     const state = await this.source.layerState(digest);
     if (state === 'absent') return this.#opts.openRegistry(repo, descriptor, signal);
     const layerfs = join(this.source.layerDir(digest)!, 'layerfs');
-    const registry = (): Promise<RegistryLayer> => this.#opts.openRegistry(repo, descriptor);
+    const registry = (): Promise<Layer> => this.#opts.openRegistry(repo, descriptor);
     if (state === 'unconfirmed' && !this.#confirmed.has(digest)) {
       if (descriptor.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined) {
         try {

@@ -22,5 +22,5 @@ export interface ChunkLayer {
   readonly source: RangeSource;
   readonly codec: Pick<TocCodec, 'decompressSpan'>;
   /** Incremented along with the fetcher's own figures. */
-  readonly figures?: FetchFigures;
+  readonly fetched?: FetchFigures;
 }

@@ -230,7 +230,7 @@ export class ChunkFetcher {
 
   #count(layer: ChunkLayer, what: keyof FetchFigures, n: number): void {
     this.#figures[what] += n;
-    if (layer.figures) layer.figures[what] += n;
+    if (layer.fetched) layer.fetched[what] += n;
   }
 
   #track(p: Promise<unknown>): void {

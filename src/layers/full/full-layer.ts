@@ -32,7 +32,7 @@ import type { RegistryClient } from '../../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { writeWhole } from '../store/file-writes.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
-import type { LayerReadOptions } from '../toc/toc-layer.js';
+import { ratio, type Layer, type LayerFigures, type LayerReadOptions } from '../layer.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -99,19 +99,22 @@ export function fullLayerPaths(cacheDir: string, digest: string): { dir: string;
   };
 }
 
-export class FullLayer {
+export class FullLayer implements Layer {
   readonly digest: string;
   readonly index: TocIndex;
   readonly tocSource: 'cache' | 'blob';
   readonly tarBytes: number;
+  /** The compressed blob's size (the descriptor's). */
+  readonly blobBytes: number;
   readonly #file: FileHandle;
   #reads = 0;
   #bytesRead = 0;
   #closed = false;
 
   /** Only `openFullLayer` makes one, from a verified tar. */
-  constructor(digest: string, index: TocIndex, file: FileHandle, tarBytes: number, tocSource: 'cache' | 'blob') {
-    this.digest = digest;
+  constructor(descriptor: Pick<Descriptor, 'digest' | 'size'>, index: TocIndex, file: FileHandle, tarBytes: number, tocSource: 'cache' | 'blob') {
+    this.digest = descriptor.digest;
+    this.blobBytes = descriptor.size;
     this.index = index;
     this.#file = file;
     this.tarBytes = tarBytes;
@@ -151,6 +154,20 @@ export class FullLayer {
     return out;
   }
 
+  /** The whole blob counts as fetched when this process pulled it, nothing when the disk cache had it. */
+  figures(): LayerFigures {
+    const bytesFetched = this.tocSource === 'blob' ? this.blobBytes : 0;
+    return {
+      format: 'tar',
+      tocSource: this.tocSource,
+      source: 'registry',
+      blobBytes: this.blobBytes,
+      bytesFetched,
+      bytesCache: this.#bytesRead,
+      fetchedRatio: ratio(bytesFetched, this.blobBytes),
+    };
+  }
+
   stats(): FullLayerStats {
     return { digest: this.digest, format: 'tar', tocSource: this.tocSource, tarBytes: this.tarBytes, reads: this.#reads, bytesRead: this.#bytesRead };
   }
@@ -164,7 +181,8 @@ export class FullLayer {
 }
 
 /** The cached layer, or undefined when it is not (fully) there; a damaged entry is removed. */
-async function reopen(paths: ReturnType<typeof fullLayerPaths>, digest: string, limits: Partial<TocLimits> | undefined): Promise<FullLayer | undefined> {
+async function reopen(paths: ReturnType<typeof fullLayerPaths>, descriptor: Descriptor, limits: Partial<TocLimits> | undefined): Promise<FullLayer | undefined> {
+  const { digest } = descriptor;
   let text: string;
   try {
     text = await readFile(paths.index, 'utf8');
@@ -178,7 +196,7 @@ async function reopen(paths: ReturnType<typeof fullLayerPaths>, digest: string, 
     if (st.size !== tarSize) throw new FormatError(`cached tar of ${digest} has ${st.size} bytes, its index says ${tarSize}`);
     const index = indexToc(entries, { format: 'tar', tocOffset: tarSize, ...(limits ? { limits } : {}) });
     const file = await open(paths.tar, 'r');
-    return new FullLayer(digest, index, file, tarSize, 'cache');
+    return new FullLayer(descriptor, index, file, tarSize, 'cache');
   } catch (err) {
     if (!isTocfsError(err) && (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     // Not trusted: fetch again. The index goes first, so a crash in between never leaves a marker.
@@ -274,7 +292,7 @@ export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLay
   const compression = compressionOf(descriptor.mediaType);
   if (compression === undefined) throw new FormatError(`layer ${descriptor.digest}: media type ${JSON.stringify(descriptor.mediaType)} is not a tar layer`);
   const paths = fullLayerPaths(opts.cacheDir, descriptor.digest);
-  const cached = await reopen(paths, descriptor.digest, opts.limits);
+  const cached = await reopen(paths, descriptor, opts.limits);
   if (cached) return cached;
 
   await mkdir(paths.dir, { recursive: true });
@@ -289,7 +307,7 @@ export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLay
     await rename(indexTmp, paths.index);
     committed = true;
     const file = await open(paths.tar, 'r');
-    return new FullLayer(descriptor.digest, index, file, tarSize, 'blob');
+    return new FullLayer(descriptor, index, file, tarSize, 'blob');
   } finally {
     if (!committed) {
       await rm(paths.partial, { force: true });

@@ -6,6 +6,7 @@
 import { DigestMismatchError, InvalidOptionError, TocfsError } from '../../errors.js';
 import type { DecodedToc, TocCodec, TocEntry, TocFormat, TocIndex, TocLocation } from '../../formats/toc.js';
 import { abortable } from '../../util/abort.js';
+import { ratio, type Layer, type LayerFigures, type LayerReadOptions, type PrefetchState } from '../layer.js';
 import { prefetchFailChannel, publish } from '../events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from '../fetch/fetcher.js';
 import type { RangeSource } from '../sources/range-source.js';
@@ -13,15 +14,6 @@ import { blobOrder, NO_READ_AHEAD, ReadAhead, type ReadAheadPolicy } from '../fe
 
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
-
-export interface LayerReadOptions {
-  /**
-   * A prefetch's read (src/image/library-prefetch.ts), not a reader's: nothing it finds in a cache counts
-   * as bytes served (the figures), and it plans no read-ahead of its own. What it fetches still counts as
-   * fetched.
-   */
-  readonly background?: boolean;
-}
 
 export interface LayerStats extends Readonly<FetchFigures> {
   readonly digest: string;
@@ -31,7 +23,7 @@ export interface LayerStats extends Readonly<FetchFigures> {
   readonly blobBytes: number;
   /** bytesFetched / the blob's size (the `fetched %` of DESIGN.md §1.4, as a ratio). */
   readonly fetchedRatio: number;
-  readonly prefetch: 'none' | 'idle' | 'running' | 'done' | 'failed';
+  readonly prefetch: PrefetchState;
 }
 
 export interface LayerParts {
@@ -86,14 +78,14 @@ export class UnverifiedLayer {
   }
 }
 
-export class VerifiedLayer implements ChunkLayer {
+export class VerifiedLayer implements ChunkLayer, Layer {
   readonly digest: string;
   readonly index: TocIndex;
   readonly source: RangeSource;
   readonly codec: TocCodec;
   readonly location: TocLocation;
   readonly tocSource: TocSource;
-  readonly figures: FetchFigures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 };
+  readonly fetched: FetchFigures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 };
   readonly #fetcher: ChunkFetcher;
   readonly #maxPrefetchBytes: number;
   readonly #readAhead: ReadAhead;
@@ -186,16 +178,35 @@ export class VerifiedLayer implements ChunkLayer {
       .finally(settled);
   }
 
+  figures(): LayerFigures {
+    const figures = this.fetched;
+    return {
+      format: this.index.format,
+      tocSource: this.tocSource,
+      source: 'registry',
+      blobBytes: this.source.size,
+      bytesFetched: figures.bytesFetched,
+      bytesCache: figures.bytesFromMemory + figures.bytesFromDisk,
+      fetchedRatio: ratio(figures.bytesFetched, this.source.size),
+      requests: figures.requests,
+      prefetch: this.#prefetchStateNow(),
+    };
+  }
+
   stats(): LayerStats {
     return {
       digest: this.digest,
       format: this.index.format,
       tocSource: this.tocSource,
-      ...this.figures,
+      ...this.fetched,
       blobBytes: this.source.size,
-      fetchedRatio: this.source.size > 0 ? this.figures.bytesFetched / this.source.size : 0,
-      prefetch: !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState,
+      fetchedRatio: ratio(this.fetched.bytesFetched, this.source.size),
+      prefetch: this.#prefetchStateNow(),
     };
+  }
+
+  #prefetchStateNow(): PrefetchState {
+    return !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState;
   }
 
   #entry(target: string | TocEntry): TocEntry {

@@ -9,9 +9,11 @@ import { indexToc } from '../../../src/formats/toc-index.js';
 import type { TocEntry } from '../../../src/formats/toc.js';
 import { MergedTree } from '../../../src/image/merged-tree.js';
 import { CvmfsDirIndex } from '../../../src/layers/cvmfs/cvmfs-index.js';
-import { CvmfsLayer, type RegistryLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
+import { CvmfsLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
+import type { Layer } from '../../../src/layers/layer.js';
 import { CvmfsFileError, CvmfsSource } from '../../../src/layers/cvmfs/cvmfs-source.js';
 import { tempDir } from '../../support/tmp.js';
+import { noFigures } from '../../support/layers.js';
 
 const run = promisify(execFile);
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
@@ -83,13 +85,15 @@ t.test('overlayfs whiteouts are shown in the tar form; tar whiteouts as they are
 });
 
 /** A registry copy of the layer: a TOC with the same files, bytes from a table; counts reads. */
-function registryCopy(files: Record<string, string>): RegistryLayer & { reads: string[] } {
+function registryCopy(files: Record<string, string>): Layer & { reads: string[] } {
   const raw = Object.entries(files).map(([name, content], i) => ({ name, type: 'reg' as const, mode: 0o644, size: content.length, offset: i * 10, digest: `sha256:${'0'.repeat(64)}`, chunkDigest: `sha256:${'0'.repeat(64)}` }));
   const index = indexToc(raw, { format: 'estargz-gzip', tocOffset: raw.length * 10 + 10 });
   const reads: string[] = [];
   return {
     digest: DIGEST,
     index,
+    tocSource: 'blob',
+    figures: noFigures('estargz-gzip'),
     reads,
     async read(entry: TocEntry, off: number, len: number) {
       reads.push(entry.path);

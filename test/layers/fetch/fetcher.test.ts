@@ -340,17 +340,17 @@ t.test('a chunk whose bytes are in is served before the rest of its request arri
   src.inject({ fault: { headEnd: entryA.chunks[0]!.compressedEnd, gate: gate.promise } });
   const fetcher = new ChunkFetcher({ memory: new MemoryChunkStore({ maxBytes: 1 << 20 }) });
   t.teardown(() => fetcher.close());
-  const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec, figures: { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 } };
+  const layer: ChunkLayer = { digest: src.id, source: src, codec: fakeCodec, fetched: { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0 } };
   // b rides along as read-ahead: one request for both.
   const [got] = await fetcher.getChunks(layer, [{ entry: entryA, index: 0 }], undefined, { readAhead: [{ entry: entryB, index: 0 }] });
   t.equal(src.reads.length, 1, 'one request for a and b');
   t.same(Buffer.from(got!), a, 'a served while the request is still open');
-  t.equal(layer.figures!.requests, 1, 'the request counts as soon as bytes come');
+  t.equal(layer.fetched!.requests, 1, 'the request counts as soon as bytes come');
   gate.resolve();
   const [gotB] = await fetcher.getChunks(layer, [{ entry: entryB, index: 0 }]);
   t.same(Buffer.from(gotB!), b);
   t.equal(src.reads.length, 1, 'b came with the same request');
-  t.equal(layer.figures!.bytesFetched, src.reads[0]!.end - src.reads[0]!.start, 'every byte counted once');
+  t.equal(layer.fetched!.bytesFetched, src.reads[0]!.end - src.reads[0]!.start, 'every byte counted once');
 });
 
 t.test('a large read sends its on-miss fetches once it has its own bytes; a small one at once', async (t) => {

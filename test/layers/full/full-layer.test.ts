@@ -119,7 +119,7 @@ async function files(root: string): Promise<string[]> {
 }
 
 async function openFull(svc: LayerService, d: Descriptor): Promise<FullLayer> {
-  const layer = await svc.openAny(repo, d);
+  const layer = await svc.open(repo, d);
   if (!(layer instanceof FullLayer)) throw new Error('expected a FullLayer');
   return layer;
 }
@@ -207,7 +207,7 @@ for (const [compression, at] of [
     // 'header': inside the first tar header, so the tar reader fails first and the digest must still win.
     proxy.addRule({ path: blobPath(d), action: { flipByteAt: at === 'header' ? 100 : Math.floor(d.size / 2) } });
     t.teardown(() => proxy.clearRules());
-    const err = await svc.openAny(repo, d).catch((e: unknown) => e);
+    const err = await svc.open(repo, d).catch((e: unknown) => e);
     t.ok(err instanceof DigestMismatchError && err.code === 'BAD_DATA', String(err));
     t.same(await files(join(cacheDir, 'layers')), [], 'no file left in layers/');
     // A failure is not remembered: the next open fetches again and succeeds.
@@ -223,10 +223,10 @@ t.test('concurrent opens share one blob request and one layer', async (t) => {
   const d = layers.get('gzip')!;
   const svc = await service(t, tempDir(t, 'cache-concurrent'));
   proxy.resetCounters();
-  const all = await Promise.all(Array.from({ length: 6 }, () => svc.openAny(repo, d)));
+  const all = await Promise.all(Array.from({ length: 6 }, () => svc.open(repo, d)));
   t.ok(all.every((l) => l === all[0]));
   t.equal(blobRequests(d), 1);
-  t.equal(await svc.openAny(repo, d), all[0], 'an opened layer is kept');
+  t.equal(await svc.open(repo, d), all[0], 'an opened layer is kept');
 });
 
 t.test('a valid blob that is not a tar is a FormatError, and nothing is cached', async (t) => {
@@ -234,7 +234,7 @@ t.test('a valid blob that is not a tar is a FormatError, and nothing is cached',
   const svc = await service(t, cacheDir);
   // The plain-tar blob announced as gzip: the digest verifies, gunzip fails.
   const d = { ...layers.get('none')!, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
-  const err = await svc.openAny(repo, d).catch((e: unknown) => e);
+  const err = await svc.open(repo, d).catch((e: unknown) => e);
   t.ok(err instanceof FormatError, String(err));
   t.same(await files(join(cacheDir, 'layers')), []);
 });

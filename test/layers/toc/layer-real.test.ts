@@ -82,7 +82,7 @@ t.test('a 1 KiB file of a 200 MB layer: footer + TOC + one chunk; then nothing a
   const cacheDir = tempDir(t, 'cache-1k');
   proxy.resetCounters();
   const svc = await service(t, cacheDir);
-  const layer = await svc.open(repo, bigLayer.descriptor);
+  const layer = await svc.openToc(repo, bigLayer.descriptor);
   const bytes = await layer.read('data/small.txt', 0, 4096);
   t.same(Buffer.from(bytes), contentBytes(small));
   const moved = blobTally(bigLayer.descriptor);
@@ -93,7 +93,7 @@ t.test('a 1 KiB file of a 200 MB layer: footer + TOC + one chunk; then nothing a
 
   proxy.resetCounters();
   const again = await service(t, cacheDir);
-  const layer2 = await again.open(repo, bigLayer.descriptor);
+  const layer2 = await again.openToc(repo, bigLayer.descriptor);
   t.equal(layer2.tocSource, 'cache');
   t.same(Buffer.from(await layer2.read('data/small.txt', 0, 4096)), contentBytes(small));
   t.equal(blobTally(bigLayer.descriptor).requests, 0, 'zero blob requests with a fresh service on the same cache dir');
@@ -103,7 +103,7 @@ t.test('a 1 KiB file of a 200 MB layer: footer + TOC + one chunk; then nothing a
 t.test('a flipped byte inside the chunk: BAD_DATA, never wrong bytes, nothing cached', async (t) => {
   const cacheDir = tempDir(t, 'cache-flip');
   const svc = await service(t, cacheDir);
-  const layer = await svc.open(repo, bigLayer.descriptor);
+  const layer = await svc.openToc(repo, bigLayer.descriptor);
   const chunk = layer.index.lookup('data/small.txt')!.chunks[0]!;
   proxy.resetCounters();
   // The chunk's request starts at its span: body offset 100 is inside the member, past its header.
@@ -120,7 +120,7 @@ t.test('a flipped byte inside the chunk: BAD_DATA, never wrong bytes, nothing ca
 
   proxy.clearRules();
   const again = await service(t, cacheDir);
-  const layer2 = await again.open(repo, bigLayer.descriptor);
+  const layer2 = await again.openToc(repo, bigLayer.descriptor);
   t.same(Buffer.from(await layer2.read('data/small.txt', 0, 1024)), contentBytes(small), 'right bytes once the fault is gone');
 });
 
@@ -128,7 +128,7 @@ t.test('prefetch fetches everything before the landmark in one request, verified
   const cacheDir = tempDir(t, 'cache-prefetch');
   proxy.resetCounters();
   const svc = await service(t, cacheDir, true);
-  const [layer, same] = await Promise.all([svc.open(repo, prefetchLayer.descriptor), svc.open(repo, prefetchLayer.descriptor)]);
+  const [layer, same] = await Promise.all([svc.openToc(repo, prefetchLayer.descriptor), svc.openToc(repo, prefetchLayer.descriptor)]);
   t.equal(same, layer, 'concurrent opens of one layer share one open');
   t.equal(layer.stats().prefetch, 'running', 'open did not wait for the prefetch it started');
   const region = layer.index.prefetch!;
@@ -153,13 +153,13 @@ t.test('prefetch fetches everything before the landmark in one request, verified
 t.test("tocfs's prefetch-end hint: the prioritised files are requested with the TOC, once, and not after a restart", async (t) => {
   const { ESTARGZ_PREFETCH_END_ANNOTATION } = await import('../../../src/formats/estargz/annotations.js');
   // Where the landmark is: the layer opened without the hint.
-  const plain = await (await service(t, tempDir(t, 'cache-index'))).open(repo, prefetchLayer.descriptor);
+  const plain = await (await service(t, tempDir(t, 'cache-index'))).openToc(repo, prefetchLayer.descriptor);
   const end = plain.index.prefetch!.end;
   const hinted: Descriptor = { ...prefetchLayer.descriptor, annotations: { ...prefetchLayer.descriptor.annotations, [ESTARGZ_PREFETCH_END_ANNOTATION]: String(end) } };
   const cacheDir = tempDir(t, 'cache-hint');
   proxy.resetCounters();
   const svc = await service(t, cacheDir, true);
-  const layer = await svc.open(repo, hinted);
+  const layer = await svc.openToc(repo, hinted);
   const size = hinted.size;
   const rangesNow = (): (string | undefined)[] => proxy.counters.requests.filter((r) => r.path === blobPath(hinted)).map((r) => r.range);
   t.ok(rangesNow().includes(`bytes=0-${end - 1}`), `the head was asked for before the open returned (${rangesNow().join(', ')})`);
@@ -173,11 +173,11 @@ t.test("tocfs's prefetch-end hint: the prioritised files are requested with the 
 
   proxy.resetCounters();
   const again = await service(t, cacheDir, true);
-  const layer2 = await again.open(repo, hinted);
+  const layer2 = await again.openToc(repo, hinted);
   await layer2.prefetch();
   t.same(rangesNow(), [], 'after a restart: TOC and chunks from the disk cache, nothing read ahead');
 
   const bad: Descriptor = { ...hinted, annotations: { ...hinted.annotations, [ESTARGZ_PREFETCH_END_ANNOTATION]: String(size) } };
   const fresh = await service(t, tempDir(t, 'cache-bad-hint'), true);
-  await t.rejects(fresh.open(repo, bad), { code: 'FORMAT', message: new RegExp(ESTARGZ_PREFETCH_END_ANNOTATION.replace(/\./g, '\\.')) });
+  await t.rejects(fresh.openToc(repo, bad), { code: 'FORMAT', message: new RegExp(ESTARGZ_PREFETCH_END_ANNOTATION.replace(/\./g, '\\.')) });
 });

@@ -12,7 +12,6 @@
  * - Host names as DUCC writes them: Docker Hub is `registry.hub.docker.com`.
  */
 import { TocfsError, isTocfsError } from '../errors.js';
-import type { CvmfsLayers } from '../layers/cvmfs/cvmfs-layers.js';
 import type { RegistryClient, ResolvedImage } from '../registry/client.js';
 import { digestOf } from '../registry/digest.js';
 import { parseManifest } from '../registry/manifest.js';
@@ -39,11 +38,25 @@ function unreachable(err: unknown): boolean {
   return isTocfsError(err) && (err.code === 'SOURCE_UNAVAILABLE' || err.code === 'TIMEOUT' || err.code === 'PROTOCOL');
 }
 
+/**
+ * What the catalog asks of the CVMFS layers the layer service serves (src/layers/cvmfs/cvmfs-layers.ts):
+ * whether a layer is published, DUCC's image records, the flat trees, and which layers a record vouches for.
+ */
+export interface CvmfsLayerSet {
+  readonly source: {
+    /** 'absent' when CVMFS has no `layerfs` for the digest. */
+    layerState(digest: string): Promise<string>;
+    metadataManifest(host: string, repository: string, tag: string): Promise<Uint8Array | undefined>;
+  };
+  confirm(digests: Iterable<string>): void;
+  openFlat(configDigest: string): Promise<Layer | undefined>;
+}
+
 export class CvmfsCatalog {
-  readonly layers: CvmfsLayers;
+  readonly layers: CvmfsLayerSet;
   readonly #log: (line: string) => void;
 
-  constructor(layers: CvmfsLayers, log: (line: string) => void) {
+  constructor(layers: CvmfsLayerSet, log: (line: string) => void) {
     this.layers = layers;
     this.#log = log;
   }

@@ -18,6 +18,7 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
+import { externalLinksByDir } from './external-links.js';
 import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -94,18 +95,7 @@ export class MergedTree {
     this.#log = opts.log;
     this.#onOpened = opts.onOpened;
     this.#lazy = layers.some((layer) => layer.listDir !== undefined);
-    this.#links = layers.map((layer) => {
-      const byDir = new Map<string, (readonly [string, string])[]>();
-      for (const [path, target] of layer.index.externalLinks()) {
-        const cut = path.lastIndexOf('/');
-        const dir = cut < 0 ? '' : path.slice(0, cut);
-        const list = byDir.get(dir);
-        const link = [path.slice(cut + 1), target] as const;
-        if (list === undefined) byDir.set(dir, [link]);
-        else list.push(link);
-      }
-      return byDir;
-    });
+    this.#links = layers.map((layer) => externalLinksByDir(layer.index));
     const parts: Part[] = [];
     const held: Part[] = [];
     let opaque = false;

@@ -7,6 +7,7 @@
  * - INVALID_REFERENCE / INVALID_OPTION: the user's input is wrong.
  * - NO_PLATFORM: an index lists no manifest for the wanted platform.
  * - PROTOCOL: the peer broke the HTTP/registry protocol (wrong status, Content-Range that disagrees).
+ * - IS_DIRECTORY: a file's bytes were asked of a directory (read(2) on one answers EISDIR).
  * - TIMEOUT, ABORTED: as named.
  * src/fuse/errno.ts is the only place that maps these to errno values.
  */
@@ -21,6 +22,7 @@ export type TocfsErrorCode =
   | 'INVALID_OPTION'
   | 'NO_PLATFORM'
   | 'PROTOCOL'
+  | 'IS_DIRECTORY'
   | 'TIMEOUT'
   | 'ABORTED';
 
@@ -40,6 +42,14 @@ export class FormatError extends TocfsError {
   override name = 'FormatError';
   constructor(message: string, options?: ErrorOptions) {
     super('FORMAT', message, options);
+  }
+}
+
+/** Bytes asked of a directory: the caller's mistake, not the source's, so never retried or failed over. */
+export class IsDirectoryError extends TocfsError {
+  override name = 'IsDirectoryError';
+  constructor(readonly path: string) {
+    super('IS_DIRECTORY', `${path} is a directory`);
   }
 }
 

@@ -45,8 +45,9 @@ export async function runCat(argv: string[], out: NodeJS.WritableStream): Promis
       throw isTocfsError(err) && err.code === 'NOT_FOUND' ? new TocfsError('NOT_FOUND', `${where}: /${path}: no such file`, { cause: err }) : err;
     });
     if (node.type !== 'reg') throw new TocfsError('FORMAT', `/${path} in ${where} is ${describe(node)}, not a regular file`);
+    const handle = await reader.images.open(file);
     for (let offset = 0; offset < node.size; offset += READ_PIECE_BYTES) {
-      const bytes = await reader.images.read(file, offset, READ_PIECE_BYTES);
+      const bytes = await handle.read(offset, READ_PIECE_BYTES);
       if (!out.write(bytes)) await once(out, 'drain');
     }
   } finally {

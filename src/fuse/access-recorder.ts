@@ -14,7 +14,7 @@
  *                              the kernel's 64 KiB xattr limit
  *   user.tocfs.fuse_ops        on MNT and on every image root: mount-wide call counts as JSON
  */
-import type { Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
+import type { FileHandle, Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
 
 export const ACCESSED_XATTR = 'user.tocfs.accessed';
 export const FUSE_OPS_XATTR = 'user.tocfs.fuse_ops';
@@ -109,10 +109,30 @@ export class AccessRecorder implements Filesystem {
     return this.#inner.readdir(path, opts);
   }
 
+  async open(path: string, opts?: ReadOptions): Promise<FileHandle> {
+    this.#ops.lookup++;
+    const file = await this.#inner.open(path, opts);
+    // The image is split off once per open, not per read; the first successful read records the file.
+    const split = splitImagePath(path);
+    let recorded = false;
+    return {
+      node: file.node,
+      read: async (offset, length, readOpts) => {
+        this.#ops.read++;
+        const bytes = await file.read(offset, length, readOpts);
+        if (!recorded) {
+          recorded = true;
+          this.#record(split);
+        }
+        return bytes;
+      },
+    };
+  }
+
   async read(path: string, offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array> {
     this.#ops.read++;
     const bytes = await this.#inner.read(path, offset, length, opts);
-    this.#record(path);
+    this.#record(splitImagePath(path));
     return bytes;
   }
 
@@ -140,8 +160,7 @@ export class AccessRecorder implements Filesystem {
     return this.#inner.close();
   }
 
-  #record(path: string): void {
-    const split = splitImagePath(path);
+  #record(split: { root: string; rest: string } | undefined): void {
     if (!split || split.rest === '') return;
     let image = this.#images.get(split.root);
     if (!image) this.#images.set(split.root, (image = { seen: new Set(), order: [], full: false }));

@@ -33,6 +33,7 @@ const byCode: Record<TocfsErrorCode, number> = {
   FORMAT: EIO,
   BAD_DATA: EIO,
   PROTOCOL: EIO,
+  IS_DIRECTORY: EISDIR,
   SOURCE_UNAVAILABLE: EIO,
   TIMEOUT: EIO,
   ABORTED: EINTR,
@@ -44,12 +45,13 @@ export interface ErrnoLog {
 
 /**
  * The errno for an error thrown by the Filesystem during `op` on `path`. NOT_FOUND is the everyday answer
- * to a lookup (shells probe many names) and is not logged; every other error is logged in one line.
+ * to a lookup (shells probe many names) and IS_DIRECTORY a program's own mistake, neither a fault of the
+ * mount, so neither is logged; every other error is logged in one line.
  */
 export function toErrno(err: unknown, op: string, path: string, log: ErrnoLog): number {
   if (isTocfsError(err)) {
     const errno = byCode[err.code] ?? EIO;
-    if (err.code !== 'NOT_FOUND') log(`${op} ${path}: ${err.code}: ${err.message}${causeOf(err)}`);
+    if (err.code !== 'NOT_FOUND' && err.code !== 'IS_DIRECTORY') log(`${op} ${path}: ${err.code}: ${err.message}${causeOf(err)}`);
     return errno;
   }
   // Not a TocfsError: a bug somewhere below. The caller still gets an answer; the stack goes to the log.

@@ -4,13 +4,14 @@
  * duration in ms since the mount began. `bench/trace-summary.ts` reads it: the critical path of a
  * workload is the reads that waited on requests, and the gaps between them are the workload's own time.
  *
- * Lines: `{ "t": start, "ms": duration, "op": "lookup" | "readdir" | "read" | "xattrs", "path", "offset"?,
- * "length"?, "error"? }` and `{ "t", "ms", "op": "http", "method", "path", "status", "bytes", "error"? }`.
+ * Lines: `{ "t": start, "ms": duration, "op": "lookup" | "open" | "readdir" | "read" | "xattrs", "path",
+ * "offset"?, "length"?, "error"? }` and `{ "t", "ms", "op": "http", "method", "path", "status", "bytes",
+ * "error"? }`. A read through an open file's handle is a "read" line like any other.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { requestChannel } from '../registry/figures.js';
-import type { Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
+import type { FileHandle, Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
 
 interface RequestMessage {
   method: string;
@@ -46,6 +47,14 @@ export class OpTrace implements Filesystem {
 
   readdir(path: string, opts?: ReadOptions): Promise<readonly string[]> {
     return this.#timed({ op: 'readdir', path }, this.#inner.readdir(path, opts));
+  }
+
+  async open(path: string, opts?: ReadOptions): Promise<FileHandle> {
+    const file = await this.#timed({ op: 'open', path }, this.#inner.open(path, opts));
+    return {
+      node: file.node,
+      read: (offset, length, readOpts) => this.#timed({ op: 'read', path, offset, length }, file.read(offset, length, readOpts)),
+    };
   }
 
   read(path: string, offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array> {

@@ -10,6 +10,7 @@
  */
 import type { Filesystem, FsNode, FsNodeType } from '../image/filesystem.js';
 import { EINVAL, ENODATA, ERANGE, EROFS, toErrno, type ErrnoLog } from './errno.js';
+import { FileHandles } from './file-handles.js';
 
 // S_IFMT bits (Linux).
 const S_IFMT: Record<FsNodeType, number> = {
@@ -99,6 +100,8 @@ export interface FuseOps {
 export interface FuseOpsOptions {
   /** One line per unexpected error or refused lookup (stderr in the daemon). */
   readonly log?: ErrnoLog;
+  /** Files open at once with a handle (file-handles.ts); further opens read by path. */
+  readonly maxOpenFiles?: number;
 }
 
 /** Linux makedev() truncated to the 32-bit st_rdev fuse-native carries (the kernel's new_encode_dev). */
@@ -126,6 +129,7 @@ export function toFuseStat(node: FsNode): FuseStat {
 
 export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): FuseOps {
   const log: ErrnoLog = options.log ?? ((line) => process.stderr.write(`tocfs: ${line}\n`));
+  const handles = new FileHandles(options.maxOpenFiles);
 
   /** Runs `work` and answers `cb` exactly once: with its values, or with the errno of what it threw. */
   function run(op: string, path: string, cb: Cb, work: () => Promise<readonly [number, ...unknown[]]>): void {
@@ -185,8 +189,7 @@ export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): Fus
     open: (path, flags, cb) =>
       run('open', path, cb, async () => {
         if ((flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0) return [EROFS];
-        await fs.lookup(path);
-        return [0, 0];
+        return [0, handles.add(await fs.open(path))];
       }),
 
     opendir: (path, flags, cb) =>
@@ -196,14 +199,19 @@ export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): Fus
         return [0, 0];
       }),
 
-    release: (_path, _fd, cb) => cb(0),
+    release: (_path, fd, cb) => {
+      handles.delete(fd);
+      cb(0);
+    },
     releasedir: (_path, _fd, cb) => cb(0),
 
-    read: (path, _fd, buf, len, pos, cb) =>
+    read: (path, fd, buf, len, pos, cb) =>
       run('read', path, cb, async () => {
         const want = Math.min(len, buf.length);
         if (want <= 0) return [0];
-        const bytes = await fs.read(path, pos, want);
+        // An fd this table did not hand out (0: a full table, or a carrier that skipped open) reads by path.
+        const file = handles.get(fd);
+        const bytes = await (file !== undefined ? file.read(pos, want) : fs.read(path, pos, want));
         const n = Math.min(bytes.length, want);
         buf.set(n === bytes.length ? bytes : bytes.subarray(0, n), 0);
         // fuse-native's read callback is cb(bytesRead or -errno): a short count is end of file.

@@ -35,12 +35,28 @@ export interface ReadOptions {
   readonly signal?: AbortSignal;
 }
 
+/**
+ * A file opened once: its path resolved, down to the layer entry that holds its bytes, so the many reads
+ * of one open (a FUSE open, then 128 KiB reads) skip the path walk. Holds no resource: nothing to close.
+ */
+export interface FileHandle {
+  /** The node as `lookup` showed it at open. */
+  readonly node: FsNode;
+  /** As `Filesystem.read` of the path it was opened by (FORMAT for a non-regular file). */
+  read(offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array>;
+}
+
 export interface Filesystem {
   /** The node at an absolute path (`/` is the mount root); TocfsError NOT_FOUND when there is none. */
   lookup(path: string, opts?: ReadOptions): Promise<FsNode>;
   /** Names in a directory, without `.` and `..`. */
   readdir(path: string, opts?: ReadOptions): Promise<readonly string[]>;
-  /** Bytes [offset, offset + length) of a regular file, clamped at its end; may be a view of cached bytes, never to be changed. */
+  /** The file at a path, resolved for many reads; NOT_FOUND when there is none, IS_DIRECTORY for a directory. */
+  open(path: string, opts?: ReadOptions): Promise<FileHandle>;
+  /**
+   * Bytes [offset, offset + length) of a regular file, clamped at its end; may be a view of cached bytes,
+   * never to be changed. IS_DIRECTORY for a directory. One open and one read: for many, `open` once.
+   */
   read(path: string, offset: number, length: number, opts?: ReadOptions): Promise<Uint8Array>;
   /** Extended attributes of a node (names -> raw values), including the `user.tocfs.*` figures. */
   xattrs(path: string, opts?: ReadOptions): Promise<ReadonlyMap<string, Uint8Array>>;

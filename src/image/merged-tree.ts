@@ -17,9 +17,11 @@
  */
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
-import type { FsNode } from './filesystem.js';
+import type { FileHandle, FsNode } from './filesystem.js';
 import type { Layer, LayerReadOptions } from '../layers/layer.js';
+import { externalLinksByDir } from './external-links.js';
 import { createInodeCounter, type InodeCounter } from './layer-tree.js';
+import { notAFile, readOwned, treeFile, type OnOpened, type Owned } from './tree-file.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -59,7 +61,7 @@ export interface MergedTreeOptions {
   /** Told once per tree about each hardlink left out because its target is missing below it or a directory. */
   readonly log?: (line: string) => void;
   /** Told of every successful read at offset 0 of a file, with its bytes (library-prefetch.ts). */
-  readonly onOpened?: (path: string, head: Uint8Array) => void;
+  readonly onOpened?: OnOpened;
 }
 
 export class MergedTree {
@@ -73,7 +75,7 @@ export class MergedTree {
   readonly #content: WeakMap<TocEntry, boolean>[];
   readonly #root: Node;
   readonly #log: ((line: string) => void) | undefined;
-  readonly #onOpened: ((path: string, head: Uint8Array) => void) | undefined;
+  readonly #onOpened: OnOpened | undefined;
   /** Per layer index: its external hardlinks by parent directory, as [name, target] (almost always empty). */
   readonly #links: ReadonlyMap<string, (readonly [name: string, target: string])[]>[];
   /** The merged views of layers [0, n), keyed by n; shared with those views (each only asks lower ones). */
@@ -95,18 +97,7 @@ export class MergedTree {
     this.#log = opts.log;
     this.#onOpened = opts.onOpened;
     this.#lazy = layers.some((layer) => layer.listDir !== undefined);
-    this.#links = layers.map((layer) => {
-      const byDir = new Map<string, (readonly [string, string])[]>();
-      for (const [path, target] of layer.index.externalLinks()) {
-        const cut = path.lastIndexOf('/');
-        const dir = cut < 0 ? '' : path.slice(0, cut);
-        const list = byDir.get(dir);
-        const link = [path.slice(cut + 1), target] as const;
-        if (list === undefined) byDir.set(dir, [link]);
-        else list.push(link);
-      }
-      return byDir;
-    });
+    this.#links = layers.map((layer) => externalLinksByDir(layer.index));
     const parts: Part[] = [];
     const held: Part[] = [];
     let opaque = false;
@@ -183,24 +174,29 @@ export class MergedTree {
   }
 
   /** Where a regular file's bytes live; undefined when `path` is not one. */
-  owner(path: string): { layer: Layer; entry: TocEntry } | undefined {
+  owner(path: string): Owned | undefined {
     const node = this.#find(path);
-    if (node?.owner === undefined || node.owner.entry.type !== 'reg') return undefined;
-    return { layer: this.layers[node.owner.layer]!, entry: node.owner.entry };
+    return node && this.#owned(node);
   }
 
-  /** Bytes of a regular file, read from the layer that owns it. NOT_FOUND / FORMAT (not a file). */
+  /** Bytes of a regular file, read from the layer that owns it. NOT_FOUND, IS_DIRECTORY, FORMAT (no file). */
   read(path: string, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
     const node = this.#find(path);
     if (node === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `no file ${JSON.stringify(path)}`));
-    const { owner } = node;
-    if (owner === undefined || owner.entry.type !== 'reg') {
-      return Promise.reject(new TocfsError('FORMAT', `${JSON.stringify(path)} is not a regular file`));
-    }
-    const reading = this.layers[owner.layer]!.read(owner.entry, offset, length, signal, opts);
-    const onOpened = this.#onOpened;
-    if (onOpened !== undefined && offset === 0 && !opts.background) reading.then((head) => onOpened(path, head), () => {});
-    return reading;
+    const owned = this.#owned(node);
+    if (owned === undefined) return Promise.reject(notAFile(path, node.dir !== undefined));
+    return readOwned(path, owned, offset, length, signal, opts, this.#onOpened);
+  }
+
+  /** The node at `path` with where its bytes live, for all the reads of one FUSE open; undefined when none. */
+  open(path: string): FileHandle | undefined {
+    const node = this.#find(path);
+    return node && treeFile(path, this.#statOf(node), this.#owned(node), this.#onOpened);
+  }
+
+  #owned({ owner }: Node): Owned | undefined {
+    if (owner === undefined || owner.entry.type !== 'reg') return undefined;
+    return { layer: this.layers[owner.layer]!, entry: owner.entry };
   }
 
   #find(path: string): Node | undefined {

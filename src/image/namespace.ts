@@ -8,16 +8,17 @@
  * listed. One inode counter serves the whole mount.
  */
 import { debuglog } from 'node:util';
-import { InvalidReferenceError, TocfsError, isTocfsError } from '../errors.js';
+import { InvalidReferenceError, IsDirectoryError, TocfsError, isTocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import { abortable } from '../util/abort.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
-import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
+import type { FileHandle, Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
 import type { Figures } from '../layers/figures.js';
 import type { Layer } from '../layers/layer.js';
 import { createInodeCounter, listPath } from './layer-tree.js';
+import { treeFile } from './tree-file.js';
 
 const MAX_REMEMBERED_FAILURES = 10_000;
 
@@ -117,11 +118,27 @@ class ImageFilesystem implements ImageNamespace {
     }
   }
 
-  async read(path: string, offset: number, length: number, opts: ReadOptions = {}): Promise<Uint8Array> {
+  async open(path: string, opts: ReadOptions = {}): Promise<FileHandle> {
     const target = await this.#target(path, opts.signal);
-    if (target.kind === 'image') return target.image.tree.read(target.rest, offset, length, opts.signal);
-    if (target.kind === 'layer') return target.layer.read(target.rest, offset, length, opts.signal);
-    throw new TocfsError('FORMAT', `${path} is a directory`);
+    let file: FileHandle | undefined;
+    switch (target.kind) {
+      case 'root':
+      case 'prefix':
+        throw new IsDirectoryError(path);
+      case 'image':
+        file = target.image.tree.open(target.rest);
+        break;
+      case 'layer':
+        file = target.layer.open(target.rest);
+        break;
+    }
+    if (file === undefined) return notFound(path);
+    if (file.node.type === 'dir') throw new IsDirectoryError(path);
+    return file;
+  }
+
+  async read(path: string, offset: number, length: number, opts: ReadOptions = {}): Promise<Uint8Array> {
+    return (await this.open(path, opts)).read(offset, length, opts);
   }
 
   image(ref: ImageReference, signal?: AbortSignal): Promise<Image> {
@@ -345,11 +362,11 @@ class LayerView {
     return entry === undefined ? undefined : new Map(Object.entries(entry.xattrs ?? {}));
   }
 
-  read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
+  open(path: string): FileHandle | undefined {
+    const node = this.lookup(path);
     const entry = this.#layer.index.lookup(path);
-    if (entry === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `layer ${this.#layer.digest}: no file ${JSON.stringify(path)}`));
-    if (entry.type !== 'reg') return Promise.reject(new TocfsError('FORMAT', `layer ${this.#layer.digest}: ${JSON.stringify(path)} is not a regular file`));
-    return this.#layer.read(entry, offset, length, signal);
+    if (node === undefined || entry === undefined) return undefined;
+    return treeFile(path, node, entry.type === 'reg' ? { layer: this.#layer, entry } : undefined, undefined);
   }
 }
 

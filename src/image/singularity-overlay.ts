@@ -7,9 +7,10 @@
  * and link counts stay stable for the life of the mount.
  */
 import { TocfsError } from '../errors.js';
-import type { FsNode } from './filesystem.js';
+import type { FileHandle, FsNode } from './filesystem.js';
 import type { InodeCounter } from './layer-tree.js';
 import type { SyntheticEntry } from './singularity-files.js';
+import { notAFile } from './tree-file.js';
 
 /** What namespace.ts asks of an image's tree (MergedTree satisfies it). Paths are normalised ('' = root). */
 export interface ImageTree {
@@ -17,6 +18,8 @@ export interface ImageTree {
   readdir(path: string): readonly string[] | undefined;
   xattrs(path: string): ReadonlyMap<string, Uint8Array> | undefined;
   read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /** The node at `path` resolved once for many reads (MergedTree.open); undefined when there is none. */
+  open(path: string): FileHandle | undefined;
   /** Makes `path` answerable by the synchronous calls (lazily listed CVMFS layers; see MergedTree.load). */
   load(path: string, signal?: AbortSignal): Promise<void>;
 }
@@ -92,12 +95,32 @@ export class SingularityOverlay implements ImageTree {
   }
 
   read(path: string, offset: number, length: number, signal?: AbortSignal): Promise<Uint8Array> {
-    if (this.#base.lookup(path) !== undefined) return this.#base.read(path, offset, length, signal);
+    const file = this.open(path);
+    if (file === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `no file ${JSON.stringify(path)}`));
+    return file.read(offset, length, { signal });
+  }
+
+  open(path: string): FileHandle | undefined {
+    const own = this.#base.open(path);
+    if (own !== undefined) {
+      // The handle shows the node as lookup does: an image directory's link count counts synthetic subdirectories.
+      return own.node.type === 'dir' ? { node: this.lookup(path)!, read: (offset, length, opts) => own.read(offset, length, opts) } : own;
+    }
     const entry = this.#synthetic(path);
-    if (entry === undefined) return Promise.reject(new TocfsError('NOT_FOUND', `no file ${JSON.stringify(path)}`));
-    if (entry.content === undefined) return Promise.reject(new TocfsError('FORMAT', `${JSON.stringify(path)} is not a regular file`));
-    const start = Math.min(offset, entry.content.length);
-    return Promise.resolve(entry.content.subarray(start, Math.min(entry.content.length, start + length)));
+    if (entry === undefined) return undefined;
+    const node = this.lookup(path)!;
+    const { content } = entry;
+    if (content === undefined) {
+      const error = notAFile(path, entry.type === 'dir');
+      return { node, read: () => Promise.reject(error) };
+    }
+    return {
+      node,
+      read: async (offset, length) => {
+        const start = Math.min(offset, content.length);
+        return content.subarray(start, Math.min(content.length, start + length));
+      },
+    };
   }
 
   /** The synthetic entry shown at `path`, if any: its parent is shown as a directory and lacks the name. */

@@ -9,13 +9,15 @@ const ROOT = '/images/127.0.0.1:5000/app/py:v1';
 const node: FsNode = { ino: 2, type: 'reg', mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 3, nlink: 1 };
 
 function inner(): Filesystem {
+  const read = async (path: string): Promise<Uint8Array> => {
+    if (path.endsWith('/broken')) throw new TocfsError('BAD_DATA', 'digest mismatch');
+    return new Uint8Array([1, 2, 3]);
+  };
   return {
     lookup: async () => node,
     readdir: async () => [],
-    read: async (path) => {
-      if (path.endsWith('/broken')) throw new TocfsError('BAD_DATA', 'digest mismatch');
-      return new Uint8Array([1, 2, 3]);
-    },
+    open: async (path) => ({ node, read: () => read(path) }),
+    read,
     xattrs: async () => new Map([['user.tocfs.requests', new TextEncoder().encode('7')]]),
     close: async () => {},
   };
@@ -50,6 +52,22 @@ t.test('records each file once, in the order of its first successful read, per i
   t.equal(text(xattrs.get('user.tocfs.requests')), '7', 'the inner figures stay');
   t.notOk((await fs.xattrs(`${ROOT}/usr/bin/python3`)).has(ACCESSED_XATTR), 'only on the image root');
   t.same(JSON.parse(text((await fs.xattrs('/')).get(FUSE_OPS_XATTR))), { lookup: 0, readdir: 0, read: 6, xattrs: 3 }, 'mount-wide counts on /');
+});
+
+t.test('reads through an open handle are recorded as path reads are: first successful read, once', async (t) => {
+  const fs = recordAccesses(inner());
+  const python = await fs.open(`${ROOT}/usr/bin/python3`);
+  const broken = await fs.open(`${ROOT}/broken`);
+  const libc = await fs.open(`${ROOT}/usr/lib/libc.so.6`);
+  t.same(fs.accessed(ROOT), [], 'an open alone reads nothing');
+  await t.rejects(broken.read(0, 3), /digest mismatch/);
+  await libc.read(0, 3);
+  await python.read(0, 3);
+  await python.read(4096, 3);
+  await fs.read(`${ROOT}/usr/lib/libc.so.6`, 8, 3);
+  t.equal(python.node, node, 'the handle shows the inner node');
+  t.same(fs.accessed(ROOT), ['/usr/lib/libc.so.6', '/usr/bin/python3'], 'in first-read order; a failed read is not recorded');
+  t.same(fs.fuseOps(), { lookup: 3, readdir: 0, read: 5, xattrs: 0 }, 'an open counts as a lookup, each handle read as a read');
 });
 
 t.test('a long list is paged under the xattr size limit; the cap stops recording', async (t) => {

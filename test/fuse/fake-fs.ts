@@ -1,5 +1,5 @@
 // An in-memory Filesystem for the FUSE adapter's tests: a fixed tree, optional delays and failures.
-import { TocfsError } from '../../src/errors.js';
+import { IsDirectoryError, TocfsError } from '../../src/errors.js';
 import type { Filesystem, FsNode, ReadOptions } from '../../src/image/filesystem.js';
 
 export interface FakeEntry {
@@ -21,6 +21,8 @@ export interface FakeFilesystem extends Filesystem {
   readonly readDelay: Map<string, number>;
   /** Errors thrown by any call on `path`. */
   readonly failures: Map<string, unknown>;
+  /** Every path resolution, in order, as `OP PATH`: lookup, readdir, open, read (by path) or xattrs. */
+  readonly resolved: string[];
   closed: boolean;
 }
 
@@ -46,8 +48,10 @@ export function fakeFilesystem(): FakeFilesystem {
   ]);
   const readDelay = new Map<string, number>();
   const failures = new Map<string, unknown>();
+  const resolved: string[] = [];
 
-  function get(path: string): FakeEntry {
+  function get(path: string, op: string): FakeEntry {
+    resolved.push(`${op} ${path}`);
     const failure = failures.get(path);
     if (failure !== undefined) throw failure;
     const entry = entries.get(path);
@@ -55,28 +59,39 @@ export function fakeFilesystem(): FakeFilesystem {
     return entry;
   }
 
+  async function readEntry(path: string, entry: FakeEntry, offset: number, length: number): Promise<Uint8Array> {
+    const delay = readDelay.get(path);
+    if (delay) await new Promise((r) => setTimeout(r, delay));
+    const content = entry.content ?? new Uint8Array(0);
+    return content.subarray(Math.min(offset, content.length), Math.min(offset + length, content.length));
+  }
+
   const fs: FakeFilesystem = {
     entries,
     readDelay,
     failures,
+    resolved,
     closed: false,
     async lookup(path) {
-      return get(path).node;
+      return get(path, 'lookup').node;
     },
     async readdir(path) {
-      const entry = get(path);
+      const entry = get(path, 'readdir');
       if (entry.node.type !== 'dir') throw new TocfsError('NOT_FOUND', `${path}: not a directory`);
       return entry.children ?? [];
     },
+    async open(path) {
+      const entry = get(path, 'open');
+      if (entry.node.type === 'dir') throw new IsDirectoryError(path);
+      return { node: entry.node, read: (offset: number, length: number) => readEntry(path, entry, offset, length) };
+    },
     async read(path, offset, length, _opts?: ReadOptions) {
-      const entry = get(path);
-      const delay = readDelay.get(path);
-      if (delay) await new Promise((r) => setTimeout(r, delay));
-      const content = entry.content ?? new Uint8Array(0);
-      return content.subarray(Math.min(offset, content.length), Math.min(offset + length, content.length));
+      const entry = get(path, 'read');
+      if (entry.node.type === 'dir') throw new IsDirectoryError(path);
+      return readEntry(path, entry, offset, length);
     },
     async xattrs(path) {
-      return get(path).xattrs ?? new Map();
+      return get(path, 'xattrs').xattrs ?? new Map();
     },
     async close() {
       fs.closed = true;

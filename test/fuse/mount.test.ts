@@ -43,6 +43,41 @@ t.test('stat, readdir, readFile, readlink, hardlinks through the kernel', async 
   await t.rejects(stat(join(dir, 'etc/nope')), { code: 'ENOENT' });
 });
 
+t.test('the kernel\'s reads of an open file come with its handle: the path is resolved at open, not per read', async (t) => {
+  const { dir, fs } = await mounted(t);
+  fs.resolved.length = 0;
+  const big = await readFile(join(dir, 'etc/big'));
+  t.equal(big.length, 1024 * 1024 + 17, 'more than one 128 KiB FUSE read');
+  const resolutions = fs.resolved.filter((r) => r.endsWith(' /etc/big') && !r.startsWith('lookup '));
+  t.same(resolutions, ['open /etc/big'], 'one open, then every read through the handle');
+});
+
+t.test('a directory read as a file answers EISDIR (cat, head, python), never EIO', async (t) => {
+  const logs: string[] = [];
+  const dir = await mkdtemp(join(tmpdir(), 'tocfs-mount-'));
+  const mount = await mountFilesystem(fakeFilesystem(), dir, { log: (l) => logs.push(l) });
+  t.teardown(async () => {
+    await mount.unmount();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const etc = join(dir, 'etc');
+  const shell = async (file: string, args: string[]): Promise<string> => {
+    try {
+      const { stdout } = await run(file, args);
+      return stdout.trim();
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr).trim();
+    }
+  };
+  t.match(await shell('cat', [etc]), /Is a directory/, 'cat DIR');
+  t.match(await shell('head', ['-c1', etc]), /Is a directory/, 'head -c1 DIR');
+  const errnoOf = (code: string) =>
+    shell('python3', ['-c', `import errno, os\ntry:\n  ${code}\nexcept OSError as e:\n  print(errno.errorcode[e.errno])`]);
+  t.equal(await errnoOf(`open(${JSON.stringify(etc)}).read()`), 'EISDIR', 'python open(DIR).read()');
+  t.equal(await errnoOf(`os.read(os.open(${JSON.stringify(etc)}, os.O_RDONLY), 1)`), 'EISDIR', 'read(2) on a directory fd');
+  t.same(logs, [], 'nothing logged: no EIO was answered');
+});
+
 t.test('xattrs via the real getxattr/listxattr syscalls', async (t) => {
   const { dir } = await mounted(t);
   const py = (code: string) => run('python3', ['-c', code]).then((r) => r.stdout.trim());

@@ -16,6 +16,7 @@ const inner: Filesystem = {
     return node;
   },
   readdir: async () => ['a'],
+  open: async () => ({ node, read: async () => new Uint8Array([4, 5]) }),
   read: async () => new Uint8Array([1, 2, 3]),
   xattrs: async () => new Map(),
   space: () => ({ totalBytes: 10, usedBytes: 1, files: 2 }),
@@ -31,15 +32,19 @@ t.test('every call and request becomes a line with its start and duration', asyn
   await t.rejects(fs.lookup('/missing'), { code: 'NOT_FOUND' });
   t.same([...(await fs.read('/a', 1, 2))], [1, 2, 3]);
   t.same(await fs.readdir('/'), ['a']);
+  const opened = await fs.open('/a');
+  t.same([...(await opened.read(8, 2))], [4, 5], 'a read through the handle answers as the inner handle');
   t.same(fs.space(), { totalBytes: 10, usedBytes: 1, files: 2 });
   requestChannel.publish({ method: 'GET', path: '/v2/r/blobs/sha256:x', statusCode: 206, bytes: 99, startedMs: performance.now(), durationMs: 5 });
   await fs.close();
   requestChannel.publish({ method: 'GET', path: '/after-close', statusCode: 200, bytes: 1, startedMs: performance.now(), durationMs: 1 });
 
   const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  t.same(lines.map((l) => l['op']), ['lookup', 'lookup', 'read', 'readdir', 'http'], 'in order; nothing after close');
+  t.same(lines.map((l) => l['op']), ['lookup', 'lookup', 'read', 'readdir', 'open', 'read', 'http'], 'in order; nothing after close');
   t.match(lines[1], { op: 'lookup', path: '/missing', error: 'no such file' });
   t.match(lines[2], { op: 'read', path: '/a', offset: 1, length: 2 });
-  t.match(lines[4], { op: 'http', method: 'GET', status: 206, bytes: 99, ms: 5 });
+  t.match(lines[4], { op: 'open', path: '/a' });
+  t.match(lines[5], { op: 'read', path: '/a', offset: 8, length: 2 }, 'a handle read is traced with its path');
+  t.match(lines[6], { op: 'http', method: 'GET', status: 206, bytes: 99, ms: 5 });
   for (const l of lines) t.ok(typeof l['t'] === 'number' && (l['t'] as number) >= 0 && typeof l['ms'] === 'number', 'times in ms since the trace began');
 });

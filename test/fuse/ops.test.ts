@@ -1,9 +1,9 @@
 // The FUSE ops in-process over a fake Filesystem: stat fields, errno mapping, callbacks answered exactly
 // once, xattr size probes, EROFS for every mutation.
 import t, { type Test } from 'tap';
-import { TocfsError } from '../../src/errors.js';
+import { IsDirectoryError, TocfsError } from '../../src/errors.js';
 import { createFuseOps, makedev, type FuseOps } from '../../src/fuse/ops.js';
-import { EACCES, EINVAL, EIO, ENODATA, ENOENT, ERANGE, EROFS, toErrno } from '../../src/fuse/errno.js';
+import { EACCES, EINVAL, EIO, EISDIR, ENODATA, ENOENT, ERANGE, EROFS, toErrno } from '../../src/fuse/errno.js';
 import { fakeFilesystem } from './fake-fs.js';
 
 /** Calls an op and resolves with its callback's arguments; fails the test if it answers twice. */
@@ -18,10 +18,17 @@ function call(t: Test, fn: (cb: (...args: any[]) => void) => void): Promise<any[
   });
 }
 
-function setup(): { ops: FuseOps; fs: ReturnType<typeof fakeFilesystem>; logs: string[] } {
+function setup(maxOpenFiles?: number): { ops: FuseOps; fs: ReturnType<typeof fakeFilesystem>; logs: string[] } {
   const fs = fakeFilesystem();
   const logs: string[] = [];
-  return { ops: createFuseOps(fs, { log: (l) => logs.push(l) }), fs, logs };
+  return { ops: createFuseOps(fs, { log: (l) => logs.push(l), ...(maxOpenFiles !== undefined && { maxOpenFiles }) }), fs, logs };
+}
+
+/** `ops.read` of `len` bytes at `pos` through `fd`: [count or -errno, the bytes]. */
+async function read(t: Test, ops: FuseOps, path: string, fd: number, pos: number, len: number): Promise<[number, string]> {
+  const buf = Buffer.alloc(len);
+  const [n] = await call(t, (cb) => ops.read(path, fd, buf, len, pos, cb));
+  return [n, n > 0 ? buf.subarray(0, n).toString() : ''];
 }
 
 t.test('getattr fills the stat fields', async (t) => {
@@ -100,7 +107,9 @@ t.test('readdir, readlink, read', async (t) => {
 
 t.test('open and access refuse write access with EROFS', async (t) => {
   const { ops } = setup();
-  t.same(await call(t, (cb) => ops.open('/etc/hello', 0, cb)), [0, 0]);
+  const [err, fd] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  t.equal(err, 0);
+  t.ok(fd > 0, 'a file handle');
   t.same(await call(t, (cb) => ops.open('/etc/hello', 1, cb)), [EROFS], 'O_WRONLY');
   t.same(await call(t, (cb) => ops.open('/etc/hello', 2, cb)), [EROFS], 'O_RDWR');
   t.same(await call(t, (cb) => ops.open('/etc/hello', 0o1000, cb)), [EROFS], 'O_TRUNC');
@@ -165,4 +174,64 @@ t.test('statfs reports a read-only filesystem', async (t) => {
   const withSpace = createFuseOps(Object.assign(fs, { space: () => ({ totalBytes: 10 * 4096 + 1, usedBytes: 3 * 4096, files: 77 }) }), { log: () => {} });
   const [, sized] = await call(t, (cb) => withSpace.statfs('/', cb));
   t.match(sized, { blocks: 11, bfree: 8, bavail: 8, files: 77 }, 'the cache budget as the size, its use as used');
+});
+
+t.test('open resolves the path once: N reads through its handle resolve nothing', async (t) => {
+  const { ops, fs } = setup();
+  const [err, fd] = await call(t, (cb) => ops.open('/etc/big', 0, cb));
+  t.equal(err, 0);
+  t.same(fs.resolved, ['open /etc/big'], 'open: one resolution');
+  const big = fs.entries.get('/etc/big')!.content!;
+  for (let i = 0; i < 10; i++) {
+    const [n, bytes] = await read(t, ops, '/etc/big', fd, i * 4096, 4096);
+    t.equal(n, 4096);
+    t.equal(bytes, Buffer.from(big.subarray(i * 4096, (i + 1) * 4096)).toString());
+  }
+  t.same(fs.resolved, ['open /etc/big'], 'one open then 10 reads: still one resolution');
+  t.same(await read(t, ops, '/etc/big', fd, big.length - 1, 100), [1, Buffer.from(big.subarray(-1)).toString()], 'clamped at the end');
+});
+
+t.test('handles: distinct while open, freed on release, an unknown fd reads by path', async (t) => {
+  const { ops, fs } = setup();
+  const [, a] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  const [, b] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  const [, c] = await call(t, (cb) => ops.open('/etc/private', 0, cb));
+  t.ok(a > 0 && b > 0 && c > 0 && new Set([a, b, c]).size === 3, 'a number per open, never one still open');
+  t.same(await read(t, ops, '/etc/hello', a, 0, 5), [5, 'hello']);
+  t.same(await call(t, (cb) => ops.release('/etc/hello', a, cb)), [0]);
+  fs.resolved.length = 0;
+  t.same(await read(t, ops, '/etc/hello', a, 7, 5), [5, 'world'], 'a released fd still reads, by path');
+  t.same(fs.resolved, ['read /etc/hello'], 'released: the path is resolved again');
+  t.same(await read(t, ops, '/etc/hello', b, 7, 5), [5, 'world']);
+  t.same(fs.resolved, ['read /etc/hello'], 'the other open of the same file keeps its handle');
+  t.same(await read(t, ops, '/etc/hello', 0, 0, 5), [5, 'hello'], 'fd 0: a carrier that did not open');
+  t.same(await read(t, ops, '/etc/hello', 987654, 0, 5), [5, 'hello'], 'an fd never handed out');
+  t.same(fs.resolved, ['read /etc/hello', 'read /etc/hello', 'read /etc/hello'], 'each by path');
+  t.same(await call(t, (cb) => ops.release('/etc/hello', 987654, cb)), [0], 'releasing an unknown fd is harmless');
+  const [, d] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  t.ok(d !== b && d !== c, 'a new open never gets a number still open');
+});
+
+t.test('the handle table is bounded: past it, open answers fd 0 and reads go by path', async (t) => {
+  const { ops, fs } = setup(2);
+  const [, a] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  const [, b] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  t.same(await call(t, (cb) => ops.open('/etc/hello', 0, cb)), [0, 0], 'full: no handle, still opened');
+  fs.resolved.length = 0;
+  t.same(await read(t, ops, '/etc/hello', 0, 0, 5), [5, 'hello']);
+  t.same(fs.resolved, ['read /etc/hello']);
+  await call(t, (cb) => ops.release('/etc/hello', a, cb));
+  const [, c] = await call(t, (cb) => ops.open('/etc/hello', 0, cb));
+  t.ok(c > 0 && c !== b, 'a released slot is used again');
+});
+
+t.test('a directory read as a file answers EISDIR, not EIO, and is not logged', async (t) => {
+  const { ops, logs } = setup();
+  t.same(await call(t, (cb) => ops.open('/etc', 0, cb)), [EISDIR], 'open of a directory through the file op');
+  t.same(await read(t, ops, '/etc', 0, 0, 10), [EISDIR, ''], 'a read by path of a directory');
+  t.same(logs, [], 'a program\'s mistake, not a fault of the mount');
+  const l: string[] = [];
+  t.equal(toErrno(new IsDirectoryError('/x'), 'read', '/x', (x) => l.push(x)), EISDIR);
+  t.equal(toErrno(new TocfsError('IS_DIRECTORY', 'x'), 'read', '/x', (x) => l.push(x)), EISDIR);
+  t.same(l, []);
 });

@@ -1,4 +1,4 @@
-// In-memory LayerTrees for image tests: a TOC index from raw entries, file bytes from a table.
+// In-memory Layers for image tests: a TOC index from raw entries, file bytes from a table.
 import { createHash } from 'node:crypto';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { RawTocEntry, TocEntry } from '../../src/formats/toc.js';

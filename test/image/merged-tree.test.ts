@@ -25,8 +25,31 @@ t.test('upper layers override lower ones by name; reads go to the owning layer',
   t.equal(Buffer.from(await m.read('etc/b', 6, 100)).toString(), 'b');
   t.same(upper.reads, ['etc/a']);
   t.same(lower.reads, ['etc/b']);
-  await t.rejects(m.read('etc', 0, 1), { code: 'FORMAT' });
+  await t.rejects(m.read('etc', 0, 1), { code: 'IS_DIRECTORY' }, 'EISDIR, not EIO');
   await t.rejects(m.read('etc/zz', 0, 1), { code: 'NOT_FOUND' });
+});
+
+t.test('open resolves once; its reads go to the owning layer and tell onOpened as path reads do', async (t) => {
+  const lower = fakeLayer([{ name: 'bin/app', type: 'reg', content: 'lower' }, { name: 'lib/x', type: 'reg', content: 'x' }]);
+  const upper = fakeLayer([{ name: 'bin/app', type: 'reg', content: 'upper app' }, { name: 'link', type: 'symlink', linkName: 'bin/app' }]);
+  const opened: [string, string][] = [];
+  const m = new MergedTree([lower, upper], { onOpened: (path, head) => opened.push([path, Buffer.from(head).toString()]) });
+  const app = m.open('bin/app')!;
+  t.equal(app.node, m.lookup('bin/app'), 'the node lookup shows');
+  t.equal(Buffer.from(await app.read(6, 100)).toString(), 'app');
+  t.same(opened, [], 'a read past offset 0 opens nothing');
+  t.equal(Buffer.from(await app.read(0, 5)).toString(), 'upper');
+  t.same(opened, [['bin/app', 'upper']], 'a read at 0 through the handle feeds the prefetches');
+  await m.read('lib/x', 0, 1, undefined, { background: true });
+  t.same(opened.length, 1, 'a background (prefetch) read does not');
+  await m.read('lib/x', 0, 1);
+  t.same(opened.at(-1), ['lib/x', 'x'], 'a foreground path read does');
+  t.same(upper.reads, ['bin/app', 'bin/app']);
+  t.equal(m.open('nothing'), undefined);
+  const dir = m.open('bin')!;
+  t.match(dir.node, { type: 'dir' });
+  await t.rejects(dir.read(0, 1), { code: 'IS_DIRECTORY' });
+  await t.rejects(m.open('link')!.read(0, 1), { code: 'FORMAT' }, 'a symlink has no bytes of its own');
 });
 
 t.test('whiteouts delete a file, a dir and its subtree from lower layers, and never appear', async (t) => {

@@ -212,5 +212,24 @@ t.test('xattrs: entries own, figures on / and image roots', async (t) => {
   t.same(Object.keys(JSON.parse(text(img.get('user.tocfs.layers')!))), [L1.digest], 'only its own layers');
   t.same([...(await fs.xattrs(`${IMG}/bin/sh`)).keys()], ['user.x']);
   t.same(await fs.xattrs('/images'), new Map());
-  await t.rejects(fs.read('/images', 0, 1), { code: 'FORMAT' });
+  await t.rejects(fs.read('/images', 0, 1), { code: 'IS_DIRECTORY' });
+});
+
+t.test('open resolves a file once for many reads; a directory answers IS_DIRECTORY', async (t) => {
+  const h = harness();
+  const fs = createImageFilesystem(h.deps);
+  const sh = await fs.open(`${IMG}/bin/sh`);
+  t.same(sh.node, await fs.lookup(`${IMG}/bin/sh`));
+  t.equal(text(await sh.read(0, 10)), 'v2');
+  t.equal(text(await sh.read(1, 10)), '2');
+  for (const dir of ['/', '/images', '/images/127.0.0.1:5000', IMG, `${IMG}/bin`, `${IMG}/.singularity.d`]) {
+    await t.rejects(fs.open(dir), { code: 'IS_DIRECTORY' }, dir);
+    await t.rejects(fs.read(dir, 0, 1), { code: 'IS_DIRECTORY' }, dir);
+  }
+  await t.rejects(fs.open(`${IMG}/gone`), { code: 'NOT_FOUND' });
+  await t.rejects(fs.open('/nope'), { code: 'NOT_FOUND' });
+  const layer = await fs.open(`/layers/127.0.0.1:5000/library/app@${L2.digest}/bin/sh`);
+  t.equal(text(await layer.read(0, 10)), 'v2', 'a layer\'s own file');
+  await t.rejects(fs.open(`/layers/127.0.0.1:5000/library/app@${L2.digest}/bin`), { code: 'IS_DIRECTORY' });
+  t.same(h.resolves, ['library/app:v1@'], 'one resolution of the image for all of it');
 });

@@ -130,8 +130,16 @@ t.test('an image without /.singularity.d gets it, the root symlinks and the miss
   t.same(o.xattrs('.singularity.d/runscript'), new Map());
   t.equal(o.lookup('.singularity.d/nothing'), undefined);
   t.equal(o.xattrs('nothing'), undefined);
-  await t.rejects(o.read('.singularity.d', 0, 1), { code: 'FORMAT' });
+  await t.rejects(o.read('.singularity.d', 0, 1), { code: 'IS_DIRECTORY' });
+  await t.rejects(o.read('singularity', 0, 1), { code: 'FORMAT' }, 'a synthetic symlink');
   await t.rejects(o.read('nothing', 0, 1), { code: 'NOT_FOUND' });
+  const runscript = o.open('.singularity.d/runscript')!;
+  t.equal(runscript.node, runStat, 'a synthetic file opens with its lookup stat');
+  t.equal(decode(await runscript.read(3, 6)), decode(bytes.subarray(3, 9)));
+  t.equal(decode(await o.open('etc/hosts')!.read(0, 100)), '127.0.0.1 image\n', 'the image\'s own file');
+  t.equal(o.open('var')!.node, o.lookup('var'), 'an image directory opens with the link count lookup shows');
+  await t.rejects(o.open('var')!.read(0, 1), { code: 'IS_DIRECTORY' });
+  t.equal(o.open('nothing'), undefined);
 
   // Link counts: the image's own directories count the synthetic subdirectories too.
   t.equal(o.lookup('var')!.nlink, 4, 'var: lib + synthetic tmp');

@@ -16,7 +16,7 @@
  * go to the blob, unless it had given them all their bytes.
  */
 import { abortable, deferred, type Deferred } from '../../util/abort.js';
-import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from '../toc/toc-layer.js';
+import { DEFAULT_MAX_PREFETCH_BYTES, PREFETCH_PARALLEL, PREFETCH_PIECE_BYTES } from '../fetch/prefetch-region.js';
 import type { OnRangeData } from '../../registry/blobs.js';
 import type { ByteRange, RangeSource, RangeReadOptions } from './range-source.js';
 

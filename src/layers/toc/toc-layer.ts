@@ -10,7 +10,8 @@ import { ratio, type Layer, type LayerFigures, type LayerReadOptions, type Prefe
 import { prefetchFailChannel, publish } from '../events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from '../fetch/fetcher.js';
 import type { RangeSource } from '../sources/range-source.js';
-import { blobOrder, NO_READ_AHEAD, ReadAhead, type ReadAheadPolicy } from '../fetch/read-ahead.js';
+import { DEFAULT_MAX_PREFETCH_BYTES, fetchPrefetchRegion } from '../fetch/prefetch-region.js';
+import { NO_READ_AHEAD, ReadAhead, type ReadAheadPolicy } from '../fetch/read-ahead.js';
 
 /** Where the TOC came from: the disk TOC cache, or the blob itself. */
 export type TocSource = 'cache' | 'blob';
@@ -41,9 +42,6 @@ export interface LayerParts {
   readonly readAhead?: ReadAheadPolicy;
 }
 
-export const DEFAULT_MAX_PREFETCH_BYTES = 64 << 20;
-export const PREFETCH_PIECE_BYTES = 2 << 20;
-export const PREFETCH_PARALLEL = 2;
 const verified = new WeakSet<UnverifiedLayer>();
 
 export class UnverifiedLayer {
@@ -154,7 +152,7 @@ export class VerifiedLayer implements ChunkLayer, Layer {
   prefetch(signal?: AbortSignal): Promise<void> {
     const region = this.index.prefetch;
     if (!region || this.#prefetchState === 'done') return Promise.resolve();
-    this.#prefetching ??= this.#runPrefetch(region).then(
+    this.#prefetching ??= fetchPrefetchRegion(this.#fetcher, this, this.index, region, this.#maxPrefetchBytes).then(
       () => {
         this.#prefetchState = 'done';
         this.#prefetching = undefined;
@@ -217,32 +215,6 @@ export class VerifiedLayer implements ChunkLayer, Layer {
     }
     if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(path)} is a ${entry.type}, not a regular file`);
     return entry;
-  }
-
-  async #runPrefetch(region: { readonly start: number; readonly end: number }): Promise<void> {
-    const refs = blobOrder(this.index).filter(({ entry, index }) => {
-      const c = entry.chunks[index]!;
-      return c.compressedOffset >= region.start && c.compressedEnd <= region.end;
-    });
-    if (refs.length === 0) return;
-    // Pieces of PREFETCH_PIECE_BYTES, in blob order (the prioritised files in the order they were first
-    // read), PREFETCH_PARALLEL at a time: the first files arrive after one piece, not after the whole
-    // region, and a read of a file whose piece has not started fetches it itself without waiting.
-    const pieces: ChunkRef[][] = [];
-    let pieceStart = -1;
-    for (const ref of refs) {
-      const c = ref.entry.chunks[ref.index]!;
-      if (pieceStart < 0 || c.compressedEnd - pieceStart > Math.min(PREFETCH_PIECE_BYTES, this.#maxPrefetchBytes)) {
-        pieces.push([]);
-        pieceStart = c.compressedOffset;
-      }
-      pieces[pieces.length - 1]!.push(ref);
-    }
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < pieces.length) await this.#fetcher.getChunks(this, pieces[next++]!, undefined, { oneRequest: true });
-    };
-    await Promise.all(Array.from({ length: Math.min(PREFETCH_PARALLEL, pieces.length) }, worker));
   }
 }
 

@@ -9,7 +9,7 @@ import { indexToc } from '../../../src/formats/toc-index.js';
 import type { TocEntry } from '../../../src/formats/toc.js';
 import { MergedTree } from '../../../src/image/merged-tree.js';
 import { CvmfsDirIndex } from '../../../src/layers/cvmfs/cvmfs-index.js';
-import { CvmfsLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
+import { CvmfsBackedLayer, CvmfsLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
 import type { Layer } from '../../../src/layers/layer.js';
 import { CvmfsFileError, CvmfsSource } from '../../../src/layers/cvmfs/cvmfs-source.js';
 import { tempDir } from '../../support/tmp.js';
@@ -151,6 +151,34 @@ t.test('CvmfsSource.readFile: missing, wrong size, symlink, short: CvmfsFileErro
   await writeFile(join(root, '.layers', 'cd', hex, '.metadata', 'origin.json'), '{"origin":[]}');
   t.equal(await source.layerState(`sha256:${hex}`), 'published');
   t.equal(await source.metadataManifest('registry.hub.docker.com', 'library/x', 'v1'), undefined);
+});
+
+t.test('CVMFS reads take only the layer\'s own regular files: a FIFO never blocks, another layer\'s entry is refused', async (t) => {
+  const root = tempDir(t, 'cvmfs-own-files');
+  const other = tempDir(t, 'cvmfs-other-layer');
+  for (const dir of [root, other]) {
+    await writeFile(join(dir, 'same'), dir === root ? 'mine' : 'them');
+    await run('mkfifo', [join(dir, 'fifo')]);
+  }
+  const source = new CvmfsSource('/');
+  // open(2) of a FIFO waits for a writer: without O_NONBLOCK this read would never settle.
+  await t.rejects(source.readFile(join(root, 'fifo'), 0, 0, 1), CvmfsFileError, 'readFile refuses a FIFO at once');
+  const indexes = await Promise.all([root, other].map((dir) => CvmfsDirIndex.open(dir, { whiteouts: true, format: 'cvmfs' })));
+  for (const index of indexes) await index.listDir('');
+  const [mine, theirs] = indexes as [CvmfsDirIndex, CvmfsDirIndex];
+  const copy = registryCopy({ same: 'mine' });
+  let opened = 0;
+  const layer = new CvmfsLayer({ digest: DIGEST, index: mine, source, fallback: async () => (opened++, copy), log: () => {} });
+  t.equal(Buffer.from(await layer.read(mine.lookup('same')!, 0, 10)).toString(), 'mine');
+  await t.rejects(layer.read(theirs.lookup('same')!, 0, 10), { code: 'NOT_FOUND' }, "another layer's file at the same path is not read from this one");
+  await t.rejects(layer.read(mine.lookup('fifo')!, 0, 1), { code: 'FORMAT' }, 'a FIFO entry is not a file to read');
+  t.equal(opened, 0, 'neither went to the registry');
+  const tocIndex = indexToc([{ name: 'same', type: 'reg', size: 4, offset: 0, endOffset: 1, chunkOffset: 0, chunkSize: 4 }, { name: 'fifo', type: 'fifo' }], { format: 'estargz-gzip', tocOffset: 1 });
+  const inner: Layer = { ...copy, index: tocIndex };
+  const backed = new CvmfsBackedLayer({ inner, layerfs: root, source, log: () => {} });
+  t.equal(Buffer.from(await backed.read(tocIndex.lookup('same')!, 0, 10)).toString(), 'mine', 'the backed layer reads its file from layerfs');
+  await t.rejects(backed.read(theirs.lookup('same')!, 0, 10), { code: 'NOT_FOUND' }, "the backed layer refuses another layer's entry");
+  await t.rejects(backed.read(tocIndex.lookup('fifo')!, 0, 1), { code: 'FORMAT' }, 'the backed layer refuses a FIFO entry');
 });
 
 t.test('the merged tree over CVMFS layers lists only the directories on the path asked for', async (t) => {

@@ -77,6 +77,9 @@ t.test('overlayfs whiteouts are shown in the tar form; tar whiteouts as they are
   await index.listDir('tarwh');
   t.ok(index.lookup('tarwh/opq/.wh..wh..opq'), 'a .wh..wh..opq file marks its dir before it is listed');
   t.ok(index.lookup('tarwh/.wh.gone'));
+  const order = [...index.walk()].map(([path]) => path);
+  const late = order.filter((path, i) => path !== '' && !order.slice(0, i).includes(path.slice(0, Math.max(0, path.lastIndexOf('/')))));
+  t.same(late, [], 'walk() lists parents before children, opaque markers noted early included');
 
   const flat = await CvmfsDirIndex.open(root, { whiteouts: false, format: 'cvmfs-flat' });
   await flat.listDir('');

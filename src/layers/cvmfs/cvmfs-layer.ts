@@ -100,6 +100,9 @@ export class CvmfsLayer implements Layer {
     // this layer's bytes, and a FIFO or device entry would open the node itself.
     if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
     if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    // Nothing to read at or past the end. A whiteout in overlayfs's form (a char device 0/0 shown as an
+    // empty `.wh.NAME` file) has no file on layerfs at all: reading it must not open the registry's copy.
+    if (offset >= entry.size || length === 0) return new Uint8Array(0);
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.index.dir, entry.path), entry.size, offset, length);
@@ -187,6 +190,8 @@ export class CvmfsBackedLayer implements Layer {
     // As CvmfsLayer.read: only this layer's regular files are looked for on layerfs (by their path).
     if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
     if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    // The verified TOC says where the file ends: nothing to read at or past it, on CVMFS or elsewhere.
+    if (offset >= entry.size || length === 0) return new Uint8Array(0);
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.#layerfs, entry.path), entry.size, offset, length);

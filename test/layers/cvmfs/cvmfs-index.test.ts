@@ -184,6 +184,20 @@ t.test('CVMFS reads take only the layer\'s own regular files: a FIFO never block
   await t.rejects(backed.read(tocIndex.lookup('fifo')!, 0, 1), { code: 'FORMAT' }, 'the backed layer refuses a FIFO entry');
 });
 
+t.test("an overlayfs whiteout (no file on layerfs) and reads past EOF are empty, without the registry's copy", async (t) => {
+  const root = tempDir(t, 'cvmfs-empty-reads');
+  await makeLayerfs(root);
+  const index = await CvmfsDirIndex.open(root, { whiteouts: true, format: 'cvmfs' });
+  let opened = 0;
+  const layer = new CvmfsLayer({ digest: DIGEST, index, source: new CvmfsSource(root), fallback: async () => (opened++, registryCopy({})), log: () => {} });
+  for (const dir of ['', 'ovl', 'ovl/opaque-dir', 'usr', 'usr/bin']) await layer.listDir(dir);
+  for (const path of ['ovl/.wh.deleted', 'ovl/opaque-dir/.wh..wh..opq']) t.same(await layer.read(index.lookup(path)!, 0, 10), new Uint8Array(0), `${path}: empty`);
+  t.same(await layer.read(index.lookup('usr/bin/tool')!, 10, 5), new Uint8Array(0), 'a read at EOF is empty');
+  t.same(await layer.read(index.lookup('usr/bin/tool')!, 2, 0), new Uint8Array(0), 'a read of 0 bytes is empty');
+  t.equal(opened, 0, "the registry's copy is never opened");
+  t.match(layer.stats(), { source: 'cvmfs', filesFromRegistry: 0 });
+});
+
 t.test('the merged tree over CVMFS layers lists only the directories on the path asked for', async (t) => {
   const lower = tempDir(t, 'cvmfs-merge-lower');
   const upper = tempDir(t, 'cvmfs-merge-upper');

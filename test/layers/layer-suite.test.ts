@@ -101,10 +101,27 @@ async function publish(h: Harness, descriptor: Descriptor, style: DuccLayerStyle
 interface KindSpec extends Omit<LayerKind, 'make'> {
   readonly cvmfs?: true;
   readonly chunkSizes: readonly number[];
+  /** Infinity for kinds without chunks: the grid is cut at the chunk size, but nothing is built per chunk. */
+  readonly maxChunksPerFile?: number;
   descriptor(h: Harness, entries: readonly TarEntry[], opts: MakeOptions): Promise<Descriptor>;
 }
 
 const TOC_SECONDS = 'a TOC records modtime as RFC 3339 to the second (stargz formatModtime); writers round';
+
+/** What a `layerfs` (a layer unpacked into a directory, DESIGN.md §3.5) cannot hold of its tar. */
+const LAYERFS = {
+  'implied-parents': 'unpacking makes every parent the tar implies a real directory, which a listing cannot tell from a directory entry',
+  'dir-mtime':
+    "a directory's mtime is whatever the unpack left: implied parents and the layerfs root get the time of the unpack, and GNU tar makes hardlinks after restoring their directory's time",
+  'symlink-xattrs': 'Linux refuses user.* xattrs on symlinks (xattr(7)), so no unpack stores them; and CvmfsDirIndex reads xattrs of files and directories only',
+  'overlay-xattrs':
+    'trusted.overlay.* on a layerfs is overlayfs\'s whiteout encoding (DUCC\'s overlay form): CvmfsDirIndex hides it, and reads trusted.overlay.opaque=y as the directory\'s .wh..wh..opq',
+} as const satisfies LayerKind['cannotCarry'];
+/** overlayfs's form also turns each `.wh.NAME` into a char device 0/0 and `.wh..wh..opq` into an xattr. */
+const OVERLAY_LAYERFS = {
+  ...LAYERFS,
+  'whiteout-mtime': "a whiteout is a device node made when the layer was converted, an opaque marker an xattr of its directory: the marker shows that node's (or directory's) mtime",
+} as const satisfies LayerKind['cannotCarry'];
 
 const KINDS: readonly KindSpec[] = [
   {
@@ -135,15 +152,43 @@ const KINDS: readonly KindSpec[] = [
       name: `whole layer, ${name}`,
       figures: { format: 'tar', tocSource: 'blob', source: 'registry' },
       chunkSizes: [64],
+      maxChunksPerFile: Infinity,
       descriptor: async (h, entries) => h.registry.add(pack(tarBytes(entries)), mediaType),
     }),
   ),
+  ...(['tar', 'overlay'] as const).map(
+    (style): KindSpec => ({
+      name: `CVMFS layerfs, ${style} form`,
+      figures: { format: 'cvmfs', tocSource: 'cvmfs', source: 'cvmfs' },
+      cannotCarry: style === 'tar' ? LAYERFS : OVERLAY_LAYERFS,
+      maxChunksPerFile: Infinity,
+      cvmfs: true,
+      chunkSizes: [64],
+      async descriptor(h, entries) {
+        const descriptor = h.registry.add(gzipSync(tarBytes(entries), { level: 1 }), GZIP);
+        await publish(h, descriptor, style, true);
+        return descriptor;
+      },
+    }),
+  ),
+  {
+    name: 'CVMFS layerfs backing an eStargz TOC',
+    figures: { format: 'estargz-gzip', tocSource: 'blob', source: 'cvmfs' },
+    cannotCarry: { 'subsecond-mtime': TOC_SECONDS },
+    cvmfs: true,
+    chunkSizes: [5, 1 << 20],
+    async descriptor(h, entries, opts) {
+      const descriptor = await estargzLayer(h, entries, opts);
+      await publish(h, descriptor, 'tar', false);
+      return descriptor;
+    },
+  },
 ];
 
 for (const spec of KINDS) {
   await t.test(spec.name, async (t) => {
     const h = await harness(t, spec.cvmfs === true);
     const kind: LayerKind = { ...spec, make: async (_t, entries, opts) => h.service.open(REPO, await spec.descriptor(h, entries, opts)) };
-    await layerSuite(t, kind, { chunkSizes: spec.chunkSizes });
+    await layerSuite(t, kind, { chunkSizes: spec.chunkSizes, ...(spec.maxChunksPerFile ? { maxChunksPerFile: spec.maxChunksPerFile } : {}) });
   });
 }

@@ -45,19 +45,27 @@ export interface SuiteOptions {
   readonly maxChunksPerFile?: number;
 }
 
-type Expected = Pick<TocEntry, 'type' | 'mode' | 'uid' | 'gid' | 'mtimeMs' | 'size' | 'linkName' | 'devMajor' | 'devMinor' | 'implicit'> & {
+export type Expected = Pick<TocEntry, 'type' | 'mode' | 'uid' | 'gid' | 'mtimeMs' | 'size' | 'linkName' | 'devMajor' | 'devMinor' | 'implicit'> & {
   readonly xattrs: Readonly<Record<string, Buffer>>;
   readonly source?: TarEntry;
   nlink: number;
 };
 
 const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const norm = (p: string): string => p.split('/').filter((s) => s !== '' && s !== '.').join('/');
-const parentOf = (p: string): string => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
+export const norm = (p: string): string => p.split('/').filter((s) => s !== '' && s !== '.').join('/');
+export const parentOf = (p: string): string => (p.includes('/') ? p.slice(0, p.lastIndexOf('/')) : '');
 const TYPES = { file: 'reg', dir: 'dir', symlink: 'symlink', chardev: 'char', blockdev: 'block', fifo: 'fifo' } as const;
 
+export interface ExpectedTreeOptions {
+  /**
+   * `seconds` (default): mtimes as a TOC records them, RFC 3339 to the second (writers round); `exact`:
+   * the tar header's mtime to the millisecond (PAX `mtime` keeps the fraction).
+   */
+  readonly mtime?: 'seconds' | 'exact';
+}
+
 /** The tree a reader must see: names normalised, parents implied, hardlinks merged and counted. */
-export function expectedTree(entries: readonly TarEntry[]): Map<string, Expected> {
+export function expectedTree(entries: readonly TarEntry[], opts: ExpectedTreeOptions = {}): Map<string, Expected> {
   const tree = new Map<string, Expected>();
   const implicitDir = (): Expected => ({ type: 'dir', mode: 0o755, uid: 0, gid: 0, mtimeMs: 0, size: 0, xattrs: {}, nlink: 2, implicit: true });
   for (const e of entries) {
@@ -73,7 +81,7 @@ export function expectedTree(entries: readonly TarEntry[]): Map<string, Expected
       mode: e.mode,
       uid: e.uid,
       gid: e.gid,
-      mtimeMs: Math.round(e.mtime.getTime() / 1000) * 1000,
+      mtimeMs: opts.mtime === 'exact' ? e.mtime.getTime() : Math.round(e.mtime.getTime() / 1000) * 1000,
       size: e.type === 'symlink' ? Buffer.byteLength(e.linkpath!) : e.type === 'file' ? e.size : 0,
       ...(e.type === 'symlink' ? { linkName: e.linkpath! } : {}),
       ...(e.devmajor === undefined ? {} : { devMajor: e.devmajor, devMinor: e.devminor ?? 0 }),
@@ -167,7 +175,8 @@ function checkIndex(t: Test, index: TocIndex, entries: readonly TarEntry[]): voi
   }
 }
 
-function offsetsFor(size: number, chunk: number): number[] {
+/** Read offsets into a file of `size` bytes cut every `chunk` bytes: 0, around the first cuts, the end, past it. */
+export function offsetsFor(size: number, chunk: number): number[] {
   const raw = [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, size - chunk, size - 1, size, size + 1];
   return [...new Set(raw.filter((o) => o >= 0))];
 }

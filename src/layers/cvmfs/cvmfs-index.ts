@@ -79,7 +79,7 @@ export class CvmfsDirIndex {
     return children;
   }
 
-  /** The entries listed so far (this index never holds the whole tree unless it was all visited). */
+  /** The entries listed so far, parents before children (the whole tree only once it was all visited). */
   walk(): Iterable<[path: string, entry: TocEntry]> {
     return this.#entries.entries();
   }
@@ -131,7 +131,17 @@ export class CvmfsDirIndex {
     }
     const prefix = path === '' ? '' : `${path}/`;
     if (this.#opaqueByXattr.has(path) && !children.has(OPAQUE)) children.set(OPAQUE, this.#entries.get(prefix + OPAQUE)!);
-    for (const [name, child] of children) this.#entries.set(prefix + name, child);
+    for (const [name, child] of children) {
+      this.#entries.set(prefix + name, child);
+      // #noteOpaque recorded a child directory's opaque marker before the directory itself: move it after
+      // it, so that walk() lists parents before children, as a TocIndex does.
+      const marker = `${prefix}${name}/${OPAQUE}`;
+      const noted = child.type === 'dir' ? this.#entries.get(marker) : undefined;
+      if (noted !== undefined) {
+        this.#entries.delete(marker);
+        this.#entries.set(marker, noted);
+      }
+    }
     this.#children.set(path, children);
   }
 

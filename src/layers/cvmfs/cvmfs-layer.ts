@@ -96,6 +96,13 @@ export class CvmfsLayer implements Layer {
   }
 
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
+    // The file is read by its path: an entry of another layer at a path this layer also has would read
+    // this layer's bytes, and a FIFO or device entry would open the node itself.
+    if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
+    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    // Nothing to read at or past the end. A whiteout in overlayfs's form (a char device 0/0 shown as an
+    // empty `.wh.NAME` file) has no file on layerfs at all: reading it must not open the registry's copy.
+    if (offset >= entry.size || length === 0) return new Uint8Array(0);
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.index.dir, entry.path), entry.size, offset, length);
@@ -180,6 +187,11 @@ export class CvmfsBackedLayer implements Layer {
   }
 
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
+    // As CvmfsLayer.read: only this layer's regular files are looked for on layerfs (by their path).
+    if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
+    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    // The verified TOC says where the file ends: nothing to read at or past it, on CVMFS or elsewhere.
+    if (offset >= entry.size || length === 0) return new Uint8Array(0);
     if (!this.#counting.fallbackFiles.has(entry.path)) {
       try {
         const bytes = await this.#source.readFile(join(this.#layerfs, entry.path), entry.size, offset, length);

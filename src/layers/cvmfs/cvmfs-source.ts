@@ -104,13 +104,16 @@ export class CvmfsSource {
    * Bytes [offset, offset + length) of the regular file at `path` (absolute, inside this repository),
    * clamped at `expectedSize`. CvmfsFileError when the file is missing, not a regular file, not
    * `expectedSize` bytes long, or a read fails (EIO from a CVMFS download, EACCES, a short read): the
-   * caller's next source takes over. Never follows a symlink.
+   * caller's next source takes over. Never follows a symlink, and never blocks opening a FIFO or a device
+   * found where a file was listed.
    */
   async readFile(path: string, expectedSize: number, offset: number, length: number): Promise<Uint8Array> {
     this.#reads++;
     let fh;
     try {
-      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      // O_NONBLOCK: open(2) of a FIFO waits for a writer, forever; non-blocking, it returns at once and the
+      // fstat below refuses it. It changes nothing for reads of a regular file.
+      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (err) {
       this.#failedReads++;
       throw new CvmfsFileError(path, (err as NodeJS.ErrnoException).code ?? (err as Error).message, { cause: err });

@@ -9,7 +9,7 @@ import { indexToc } from '../../../src/formats/toc-index.js';
 import type { TocEntry } from '../../../src/formats/toc.js';
 import { MergedTree } from '../../../src/image/merged-tree.js';
 import { CvmfsDirIndex } from '../../../src/layers/cvmfs/cvmfs-index.js';
-import { CvmfsLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
+import { CvmfsBackedLayer, CvmfsLayer } from '../../../src/layers/cvmfs/cvmfs-layer.js';
 import type { Layer } from '../../../src/layers/layer.js';
 import { CvmfsFileError, CvmfsSource } from '../../../src/layers/cvmfs/cvmfs-source.js';
 import { tempDir } from '../../support/tmp.js';
@@ -77,6 +77,9 @@ t.test('overlayfs whiteouts are shown in the tar form; tar whiteouts as they are
   await index.listDir('tarwh');
   t.ok(index.lookup('tarwh/opq/.wh..wh..opq'), 'a .wh..wh..opq file marks its dir before it is listed');
   t.ok(index.lookup('tarwh/.wh.gone'));
+  const order = [...index.walk()].map(([path]) => path);
+  const late = order.filter((path, i) => path !== '' && !order.slice(0, i).includes(path.slice(0, Math.max(0, path.lastIndexOf('/')))));
+  t.same(late, [], 'walk() lists parents before children, opaque markers noted early included');
 
   const flat = await CvmfsDirIndex.open(root, { whiteouts: false, format: 'cvmfs-flat' });
   await flat.listDir('');
@@ -151,6 +154,48 @@ t.test('CvmfsSource.readFile: missing, wrong size, symlink, short: CvmfsFileErro
   await writeFile(join(root, '.layers', 'cd', hex, '.metadata', 'origin.json'), '{"origin":[]}');
   t.equal(await source.layerState(`sha256:${hex}`), 'published');
   t.equal(await source.metadataManifest('registry.hub.docker.com', 'library/x', 'v1'), undefined);
+});
+
+t.test('CVMFS reads take only the layer\'s own regular files: a FIFO never blocks, another layer\'s entry is refused', async (t) => {
+  const root = tempDir(t, 'cvmfs-own-files');
+  const other = tempDir(t, 'cvmfs-other-layer');
+  for (const dir of [root, other]) {
+    await writeFile(join(dir, 'same'), dir === root ? 'mine' : 'them');
+    await run('mkfifo', [join(dir, 'fifo')]);
+  }
+  const source = new CvmfsSource('/');
+  // open(2) of a FIFO waits for a writer: without O_NONBLOCK this read would never settle.
+  await t.rejects(source.readFile(join(root, 'fifo'), 0, 0, 1), CvmfsFileError, 'readFile refuses a FIFO at once');
+  const indexes = await Promise.all([root, other].map((dir) => CvmfsDirIndex.open(dir, { whiteouts: true, format: 'cvmfs' })));
+  for (const index of indexes) await index.listDir('');
+  const [mine, theirs] = indexes as [CvmfsDirIndex, CvmfsDirIndex];
+  const copy = registryCopy({ same: 'mine' });
+  let opened = 0;
+  const layer = new CvmfsLayer({ digest: DIGEST, index: mine, source, fallback: async () => (opened++, copy), log: () => {} });
+  t.equal(Buffer.from(await layer.read(mine.lookup('same')!, 0, 10)).toString(), 'mine');
+  await t.rejects(layer.read(theirs.lookup('same')!, 0, 10), { code: 'NOT_FOUND' }, "another layer's file at the same path is not read from this one");
+  await t.rejects(layer.read(mine.lookup('fifo')!, 0, 1), { code: 'FORMAT' }, 'a FIFO entry is not a file to read');
+  t.equal(opened, 0, 'neither went to the registry');
+  const tocIndex = indexToc([{ name: 'same', type: 'reg', size: 4, offset: 0, endOffset: 1, chunkOffset: 0, chunkSize: 4 }, { name: 'fifo', type: 'fifo' }], { format: 'estargz-gzip', tocOffset: 1 });
+  const inner: Layer = { ...copy, index: tocIndex };
+  const backed = new CvmfsBackedLayer({ inner, layerfs: root, source, log: () => {} });
+  t.equal(Buffer.from(await backed.read(tocIndex.lookup('same')!, 0, 10)).toString(), 'mine', 'the backed layer reads its file from layerfs');
+  await t.rejects(backed.read(theirs.lookup('same')!, 0, 10), { code: 'NOT_FOUND' }, "the backed layer refuses another layer's entry");
+  await t.rejects(backed.read(tocIndex.lookup('fifo')!, 0, 1), { code: 'FORMAT' }, 'the backed layer refuses a FIFO entry');
+});
+
+t.test("an overlayfs whiteout (no file on layerfs) and reads past EOF are empty, without the registry's copy", async (t) => {
+  const root = tempDir(t, 'cvmfs-empty-reads');
+  await makeLayerfs(root);
+  const index = await CvmfsDirIndex.open(root, { whiteouts: true, format: 'cvmfs' });
+  let opened = 0;
+  const layer = new CvmfsLayer({ digest: DIGEST, index, source: new CvmfsSource(root), fallback: async () => (opened++, registryCopy({})), log: () => {} });
+  for (const dir of ['', 'ovl', 'ovl/opaque-dir', 'usr', 'usr/bin']) await layer.listDir(dir);
+  for (const path of ['ovl/.wh.deleted', 'ovl/opaque-dir/.wh..wh..opq']) t.same(await layer.read(index.lookup(path)!, 0, 10), new Uint8Array(0), `${path}: empty`);
+  t.same(await layer.read(index.lookup('usr/bin/tool')!, 10, 5), new Uint8Array(0), 'a read at EOF is empty');
+  t.same(await layer.read(index.lookup('usr/bin/tool')!, 2, 0), new Uint8Array(0), 'a read of 0 bytes is empty');
+  t.equal(opened, 0, "the registry's copy is never opened");
+  t.match(layer.stats(), { source: 'cvmfs', filesFromRegistry: 0 });
 });
 
 t.test('the merged tree over CVMFS layers lists only the directories on the path asked for', async (t) => {

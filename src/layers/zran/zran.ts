@@ -112,6 +112,7 @@ function dataError(err: unknown): FormatError {
 export class ZranIndexer {
   readonly #native: NativeIndexer;
   #pending = false;
+  #ended = false;
 
   constructor(readonly spanSize: number) {
     if (!Number.isSafeInteger(spanSize) || spanSize <= 0) throw new RangeError(`zran span size ${spanSize} must be a positive integer`);
@@ -122,6 +123,8 @@ export class ZranIndexer {
    *  on bad gzip data, after which every call fails. */
   async push(chunk: Uint8Array): Promise<ZranPushResult> {
     if (this.#pending) throw new Error('ZranIndexer.push: the previous push has not settled');
+    if (this.#ended) throw new Error('ZranIndexer.push: the indexer has ended');
+    if (!(chunk instanceof Uint8Array)) throw new TypeError('ZranIndexer.push: chunk must be a Uint8Array');
     this.#pending = true;
     try {
       return await this.#native.push(chunk);
@@ -136,7 +139,9 @@ export class ZranIndexer {
   end(): ZranTotals {
     if (this.#pending) throw new Error('ZranIndexer.end: a push has not settled');
     try {
-      return this.#native.end();
+      const totals = this.#native.end();
+      this.#ended = true;
+      return totals;
     } catch (err) {
       throw dataError(err);
     }
@@ -174,6 +179,7 @@ export async function extract(
   length: number,
 ): Promise<Buffer> {
   const { bits, window } = checkpoint;
+  if (!(compressed instanceof Uint8Array) || !(window instanceof Uint8Array)) throw new TypeError('zran extract: compressed and window must be Uint8Arrays');
   if (!Number.isInteger(bits) || bits < 0 || bits > 7) throw new RangeError(`zran checkpoint bits ${bits} must be 0..7`);
   if (window.length !== ZRAN_WINDOW_SIZE) throw new RangeError(`zran window has ${window.length} bytes, not ${ZRAN_WINDOW_SIZE}`);
   if (!isCount(skip) || !isCount(length) || length > MAX_LENGTH) {

@@ -10,8 +10,10 @@
  *   (inflatePrime), sets the window as dictionary and inflates the span's bytes, skipping and taking.
  *
  * Both run in libuv's thread pool, never on the JS thread. The addon calls inflatePrime; Node's zlib has
- * none, and the pure-JS way (shift the span's bits into byte alignment, then inflateRaw with the window as
- * dictionary) measured slower (bench/zran.ts, bench/RESULTS.md), so it is not here.
+ * none. Without it, shifting the span's bits into byte alignment is wrong (a stored block pads to the
+ * original byte boundary); zran.c's preface of empty deflate blocks is right, but inflateRaw with it was
+ * 1.1x (sync, on the JS thread) to 1.7x (async) slower on a 4 MiB span and cannot stop early, while the
+ * addon stops once `length` bytes are out (bench/zran.ts, bench/RESULTS.md). So only the addon is here.
  *
  * The addon is found from the package root (the directory of tocfs's package.json above this module), so
  * the same code loads it from src/ under tsx and from the bundle in dist/.

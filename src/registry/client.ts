@@ -17,6 +17,7 @@ import { blobExists, pushBlob, putManifest } from './push.js';
 import { retryPolicy, type RetryOptions } from './retry.js';
 import { ClientFigures, type RegistryStats } from './stats.js';
 import { Transport } from './transport.js';
+import { Referrers } from './referrers.js';
 import type {
   ByteRange,
   Descriptor,
@@ -68,6 +69,7 @@ export class RegistryClient {
   #platform: Platform;
   #blobs: BlobDeps;
   #manifests: ManifestDeps;
+  #referrers: Referrers;
   #closed: Promise<void> | undefined;
 
   constructor(opts: RegistryClientOptions = {}) {
@@ -100,6 +102,7 @@ export class RegistryClient {
     const locator = new BlobLocator({ onResolve: () => figures.blobResolutions++ });
     this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
     this.#manifests = { blobs: this.#blobs, maxConfigBytes };
+    this.#referrers = new Referrers(this.#manifests);
     this.#platform = opts.platform ?? hostPlatform();
   }
 
@@ -171,6 +174,19 @@ export class RegistryClient {
     opts: CallOptions = {},
   ): Promise<string> {
     return putManifest(this.#blobs, repo, reference, mediaType, bytes, opts.signal);
+  }
+
+  /**
+   * Descriptors of the manifests that refer to `subject` (a manifest digest), of `artifactType` when given:
+   * the referrers API, else the OCI 1.1 tag schema (referrers.ts); [] when there are none.
+   */
+  referrers(repo: RepositoryRef, subject: string, artifactType?: string, opts: CallOptions = {}): Promise<Descriptor[]> {
+    return this.#referrers.list(repo, subject, artifactType, opts.signal);
+  }
+
+  /** Makes a pushed manifest whose subject is `subject` findable as its referrer (referrers.ts). */
+  addReferrer(repo: RepositoryRef, subject: string, referrer: Descriptor, opts: CallOptions = {}): Promise<void> {
+    return this.#referrers.add(repo, subject, referrer, opts.signal);
   }
 
   stats(): RegistryStats {

@@ -113,6 +113,10 @@ export function ztocToToc(ztoc: Ztoc, zinfo: Zinfo, limits?: Partial<TocLimits>)
   let previous = -1;
   for (const i of order) {
     const e = ztoc.entries[i]!;
+    // A Ztoc may come from elsewhere than decodeZtoc (`tocfs index` builds one), so its numbers are checked again.
+    for (const field of ['uncompressedOffset', 'uncompressedSize'] as const) {
+      if (!Number.isSafeInteger(e[field]) || e[field] < 0) throw new FormatError(`${describe(e, i)}: ${field} ${e[field]} is not a non-negative safe integer`);
+    }
     // Each entry's data follows at least its own header; a range starting before the previous entry's
     // data (rounded up to its 512-byte block) ends would make two files share bytes.
     if (e.uncompressedOffset < nextHeader) {

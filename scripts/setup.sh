@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # scripts/rootfs.sh), podman + runc + uidmap (runtimes over the mount, the container image; crun fails here),
 # gcc + libc6-dev + iproute2 (the benchmark's packet delay line and network namespace).
 packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr
-  debootstrap podman runc uidmap gcc libc6-dev iproute2)
+  debootstrap podman runc uidmap gcc libc6-dev iproute2 flatbuffers-compiler)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 # scripts/rootfs.sh), podman + runc + uidmap (runtimes over the mount, the container image; crun fails here),
 # gcc + libc6-dev + iproute2 (the benchmark's packet delay line and network namespace).
 # Build: g++, make, python3 (node-gyp) and zlib1g-dev (libz.so to link) for the zran addon in native/,
-# compiled against the Node headers that Node's own package ships (scripts/build-native.sh).
+# compiled against the Node headers that Node's own package ships (scripts/build-native.sh); flatbuffers-compiler
+# (flatc: the tests read tocfs's zTOCs with the reference schema).
 packages=(libfuse2 fuse3 docker-registry umoci skopeo apache2-utils openssl zstd bubblewrap ca-certificates attr
-  debootstrap podman runc uidmap gcc libc6-dev iproute2 g++ make python3 zlib1g-dev)
+  debootstrap podman runc uidmap gcc libc6-dev iproute2 g++ make python3 zlib1g-dev flatbuffers-compiler)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -280,6 +280,7 @@ class Indexer {
       digest: chunkDigest === undefined ? '' : chunkDigest === file.digest ? file.digest : chunkDigest,
       zeros,
     };
+    if (raw.span !== undefined) chunk.span = count(raw.span, 'span');
     file.chunks.push(chunk);
     file.covered += size;
     if (!zeros && raw.endOffset === undefined) this.#spans.push(chunk);
@@ -306,8 +307,7 @@ class Indexer {
         this.fail(`hardlink target ${JSON.stringify(target)} is not an earlier entry of this layer (a forward reference)`);
       }
     }
-    // A span ends where the next greater offset starts (several chunks may share one gzip member, told
-    // apart by innerOffset), or at the TOC.
+    // A span ends at the next greater offset (chunks sharing one gzip member differ by innerOffset), or at the TOC.
     let end = this.#tocOffset;
     for (let i = this.#spans.length - 1; i >= 0; i--) {
       const chunk = this.#spans[i]!;

@@ -10,8 +10,13 @@ export type TocEntryType = 'dir' | 'reg' | 'symlink' | 'hardlink' | 'char' | 'bl
  * `tar`: a layer without a TOC (DESIGN.md §2, source 5), indexed from its own tar headers. Its "blob"
  * is the uncompressed tar kept in the disk cache: a chunk's span is [offset, endOffset) of that tar
  * file, read as is (no decompression, so the decompression-bomb guard `maxChunkBytes` does not apply).
+ *
+ * `soci`: a plain gzip layer indexed by a SOCI zTOC (DESIGN.md §3.3). The blob is cut into zran spans,
+ * not members, and the format gives no per-file digest: each chunk is the piece of one file inside one
+ * span, carries `TocChunk.span`, and its `digest` is the span digest (see there). `tocOffset` is the
+ * blob size (the zTOC is a separate blob).
  */
-export type TocFormat = 'estargz-gzip' | 'stargz-legacy' | 'estargz-zstd' | 'zstd-chunked' | 'tar';
+export type TocFormat = 'estargz-gzip' | 'stargz-legacy' | 'estargz-zstd' | 'zstd-chunked' | 'tar' | 'soci';
 
 /**
  * One TOC entry as a format decodes it, before validation. Field names follow the eStargz JSON
@@ -54,6 +59,8 @@ export interface RawTocEntry {
   readonly chunkDigest?: string;
   /** `chunkType` (zstd:chunked): `zeros` = a run of zero bytes with no data in the blob. */
   readonly chunkType?: 'data' | 'zeros';
+  /** (soci, no JSON name) the zran span holding this chunk; copied to `TocChunk.span`. */
+  readonly span?: number;
 }
 
 /** One chunk of a regular file, with everything a read needs. All numbers are safe integers. */
@@ -72,6 +79,15 @@ export interface TocChunk {
   readonly digest: string;
   /** A run of zeros stored nowhere (zstd:chunked `chunkType: "zeros"`): no fetch. */
   readonly zeros: boolean;
+  /**
+   * Format `soci` only: the span id (zran checkpoint index) whose compressed bytes
+   * [compressedOffset, compressedEnd) hold this chunk; absent for every other format. When set, the
+   * meaning of two fields changes: `digest` is the span digest, sha256 of those COMPRESSED bytes, checked
+   * before inflating and shared by every chunk of the span (so it keys the span as one cache unit), and
+   * `innerOffset` counts from the span's first uncompressed byte (its checkpoint's `out`), after resuming
+   * the inflater at that checkpoint. SOCI has no per-file or per-chunk uncompressed digest.
+   */
+  readonly span?: number;
 }
 
 /** A normalised entry. Hardlinks are resolved: every name of a file maps to the same TocEntry object. */

@@ -3,6 +3,7 @@
  * ZIP kinds to come): a tree of entries and reads of its regular files. src/image sees layers only through
  * it; which kind serves a descriptor is the layer service's decision (layer-service.ts).
  */
+import { InvalidOptionError, TocfsError } from '../errors.js';
 import type { TocEntry, TocFormat, TocIndex } from '../formats/toc.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
 
@@ -86,4 +87,40 @@ export interface LayerOpener {
 /** The ratio of fetched to whole, 0 for an empty (or unknown) whole. */
 export function ratio(part: number, whole: number): number {
   return whole > 0 ? part / whole : 0;
+}
+
+/**
+ * The layer's own regular file for `target` (a path, or an entry of its index). NOT_FOUND when the layer
+ * has none, an entry of another layer included (its offsets would read someone else's bytes, and a path
+ * would read this layer's file under another's name); FORMAT when it is not a regular file (a FIFO or a
+ * device would be opened as such by a layer that reads a directory).
+ */
+export function ownRegularFile(layer: { readonly digest: string; readonly index: Pick<LayerIndex, 'lookup'> }, target: string | TocEntry): TocEntry {
+  const path = typeof target === 'string' ? target.replace(/^(\.?\/)+/, '').replace(/\/+$/, '') : target.path;
+  const entry = layer.index.lookup(path);
+  if (entry === undefined || (typeof target !== 'string' && entry !== target)) {
+    throw new TocfsError('NOT_FOUND', `layer ${layer.digest}: no file ${JSON.stringify(path)}`);
+  }
+  if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${layer.digest}: ${JSON.stringify(path)} is a ${entry.type}, not a regular file`);
+  return entry;
+}
+
+/** [offset, end) of a read clamped at the file's end; INVALID_OPTION for a range no reader can mean. */
+export function clampedRange(entry: TocEntry, offset: number, length: number): { readonly offset: number; readonly end: number } {
+  if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionError('offset', `${offset} is not a byte offset`);
+  if (!Number.isSafeInteger(length) || length < 0) throw new InvalidOptionError('length', `${length} is not a length`);
+  return { offset, end: Math.max(offset, Math.min(entry.size, offset + length)) };
+}
+
+/** Index of the first chunk whose bytes end after `offset` (chunks are sorted and contiguous). */
+export function firstChunkEndingAfter(chunks: TocEntry['chunks'], offset: number): number {
+  let lo = 0;
+  let hi = chunks.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const c = chunks[mid]!;
+    if (c.fileOffset + c.size <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }

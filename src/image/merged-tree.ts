@@ -18,6 +18,7 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
+import { SingleFlight } from '../util/single-flight.js';
 import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
 
 const WHITEOUT_PREFIX = '.wh.';
@@ -82,7 +83,8 @@ export class MergedTree {
   /** Whether some layer is listed lazily (then `load` must run before the synchronous calls). */
   readonly #lazy: boolean;
   /** External link targets listed in the lazily listed layers below them (once). */
-  #externalTargets: Promise<void> | undefined;
+  readonly #externalTargets = new SingleFlight<void>();
+  #externalTargetsListed = false;
 
   /** `layers` bottom to top, as in the manifest. */
   constructor(layers: readonly LayerTree[], opts: MergedTreeOptions = {}) {
@@ -134,16 +136,17 @@ export class MergedTree {
    */
   async load(path: string, signal?: AbortSignal): Promise<void> {
     if (!this.#lazy) return;
-    if (this.#externalTargets === undefined) {
+    if (!this.#externalTargetsListed) {
       // A link's target may lie in a lazily listed layer below it: list those paths there first.
-      this.#externalTargets = Promise.all(
-        this.#links.flatMap((byDir, layer) =>
-          [...byDir.values()].flat().map(([, target]) => this.#below(layer).load(target, signal)),
-        ),
-      ).then(() => undefined);
-      this.#externalTargets.catch(() => (this.#externalTargets = undefined));
+      await this.#externalTargets.run('', async () => {
+        await Promise.all(
+          this.#links.flatMap((byDir, layer) =>
+            [...byDir.values()].flat().map(([, target]) => this.#below(layer).load(target, signal)),
+          ),
+        );
+        this.#externalTargetsListed = true;
+      });
     }
-    await this.#externalTargets;
     let node: Node | undefined = this.#root;
     await this.#loadDir(node, signal);
     if (path === '') return;

@@ -10,6 +10,7 @@ import type { RegistryClient, RegistryStats } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
 import type { ChunkStoreStats } from './store/chunk-store.js';
 import { abortable } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 import { openDiskStore } from './store/disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetch/fetcher.js';
 import { openFullLayer, type FullLayer, type FullLayerStats } from './full/full-layer.js';
@@ -101,10 +102,10 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
   const prereads = new Set<PrereadSource>();
   const opened = new Map<string, VerifiedLayer>();
-  const opening = new Map<string, Promise<VerifiedLayer>>();
+  const opening = new SingleFlight<VerifiedLayer>();
   const fullOpened = new Map<string, FullLayer>();
   const fullSizes = new Map<string, number>();
-  const fullOpening = new Map<string, Promise<FullLayer>>();
+  const fullOpening = new SingleFlight<FullLayer>();
   let closed: Promise<void> | undefined;
 
   async function doOpen(repo: RepositoryRef, descriptor: Descriptor): Promise<VerifiedLayer> {
@@ -189,20 +190,14 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   function openOnce<T>(
     digest: string,
     done: ReadonlyMap<string, T>,
-    inFlight: Map<string, Promise<T>>,
+    inFlight: SingleFlight<T>,
     start: () => Promise<T>,
     signal: AbortSignal | undefined,
   ): Promise<T> {
     if (closed) return Promise.reject(new InvalidOptionError('layer service', 'closed'));
     const layer = done.get(digest);
     if (layer) return Promise.resolve(layer);
-    let p = inFlight.get(digest);
-    if (!p) {
-      p = start().finally(() => inFlight.delete(digest));
-      p.catch(() => {});
-      inFlight.set(digest, p);
-    }
-    return abortable(p, signal, `open of layer ${digest}`);
+    return abortable(inFlight.run(digest, start), signal, `open of layer ${digest}`);
   }
 
   const service: LayerService = {

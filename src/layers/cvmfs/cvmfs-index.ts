@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { TocfsError } from '../../errors.js';
 import type { TocEntry } from '../../formats/toc.js';
 import { readXattrs } from './xattrs.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
@@ -43,7 +44,7 @@ export class CvmfsDirIndex {
   readonly #opts: DirIndexOptions;
   readonly #entries = new Map<string, TocEntry>();
   readonly #children = new Map<string, Map<string, TocEntry>>();
-  readonly #listing = new Map<string, Promise<void>>();
+  readonly #listing = new SingleFlight<void>();
   /** Files with nlink > 1 by `dev:ino`, so every name of a hardlinked file shares one entry (one inode). */
   readonly #byInode = new Map<string, Promise<TocEntry>>();
   /** Directories found opaque by overlay xattr, whose listing gains a `.wh..wh..opq` child. */
@@ -97,12 +98,7 @@ export class CvmfsDirIndex {
   /** Lists the directory at `path`; concurrent callers share one listing. Its parent must be listed. */
   listDir(path: string): Promise<void> {
     if (this.#children.has(path)) return Promise.resolve();
-    let flight = this.#listing.get(path);
-    if (flight === undefined) {
-      flight = this.#list(path).finally(() => this.#listing.delete(path));
-      this.#listing.set(path, flight);
-    }
-    return flight;
+    return this.#listing.run(path, () => this.#list(path));
   }
 
   async #list(path: string): Promise<void> {

@@ -17,6 +17,7 @@ import type { TocEntry, TocIndex } from '../../formats/toc.js';
 import type { CvmfsDirIndex } from './cvmfs-index.js';
 import { CvmfsFileError, type CvmfsSource } from './cvmfs-source.js';
 import type { LayerReadOptions } from '../toc/toc-layer.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
 /** A layer as the registry serves it (a TOC layer or a whole layer); src/image's RegistryLayer is one. */
 export interface RegistryLayer {
@@ -78,7 +79,8 @@ export class CvmfsLayer {
   readonly #source: CvmfsSource;
   readonly #fallback: (() => Promise<RegistryLayer>) | undefined;
   readonly #log: (line: string) => void;
-  #registry: Promise<RegistryLayer> | undefined;
+  #registry: RegistryLayer | undefined;
+  readonly #registryOpening = new SingleFlight<RegistryLayer>();
   #logged = false;
   readonly #counting: Counting = { bytesCvmfs: 0, bytesRegistry: 0, fallbackFiles: new Set() };
 
@@ -130,14 +132,8 @@ export class CvmfsLayer {
   }
 
   #registryCopy(): Promise<RegistryLayer> {
-    if (this.#registry === undefined) {
-      const opening = this.#fallback!();
-      this.#registry = opening;
-      opening.catch(() => {
-        if (this.#registry === opening) this.#registry = undefined;
-      });
-    }
-    return this.#registry;
+    if (this.#registry !== undefined) return Promise.resolve(this.#registry);
+    return this.#registryOpening.run('', async () => (this.#registry = await this.#fallback!()));
   }
 }
 

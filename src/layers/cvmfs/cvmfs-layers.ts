@@ -17,6 +17,7 @@ import type { CvmfsSource } from './cvmfs-source.js';
 import { join } from 'node:path';
 import { TOC_DIGEST_ANNOTATION } from '../toc/open-layer.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
 export type CvmfsServedLayer = CvmfsLayer | CvmfsBackedLayer;
 
@@ -30,11 +31,13 @@ export interface CvmfsLayersOptions {
 export class CvmfsLayers {
   readonly source: CvmfsSource;
   readonly #opts: CvmfsLayersOptions;
-  readonly #opened = new Map<string, Promise<RegistryLayer | CvmfsServedLayer>>();
+  readonly #opened = new Map<string, RegistryLayer | CvmfsServedLayer>();
+  readonly #opening = new SingleFlight<RegistryLayer | CvmfsServedLayer>();
   readonly #served = new Map<string, CvmfsServedLayer>();
   /** Layer digests listed by a DUCC manifest record that matched the image being opened. */
   readonly #confirmed = new Set<string>();
-  readonly #flats = new Map<string, Promise<CvmfsLayer>>();
+  readonly #flats = new Map<string, CvmfsLayer>();
+  readonly #flatOpening = new SingleFlight<CvmfsLayer>();
 
   constructor(opts: CvmfsLayersOptions) {
     this.source = opts.source;
@@ -48,30 +51,28 @@ export class CvmfsLayers {
 
   open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<RegistryLayer | CvmfsServedLayer> {
     const key = descriptor.digest;
-    let p = this.#opened.get(key);
-    if (p === undefined) {
-      p = this.#open(repo, descriptor, signal);
-      this.#opened.set(key, p);
-      p.catch(() => this.#opened.delete(key));
-    }
-    return p;
+    const opened = this.#opened.get(key);
+    if (opened !== undefined) return Promise.resolve(opened);
+    return this.#opening.run(key, async () => {
+      const layer = await this.#open(repo, descriptor, signal);
+      this.#opened.set(key, layer);
+      return layer;
+    });
   }
 
   /** A `.flat` tree for the config digest, served as the image's one layer; undefined when there is none. */
   async openFlat(configDigest: string): Promise<CvmfsLayer | undefined> {
     const dir = await this.source.flatDir(configDigest);
     if (dir === undefined) return undefined;
-    let p = this.#flats.get(configDigest);
-    if (p === undefined) {
-      p = CvmfsDirIndex.open(dir, { whiteouts: false, format: 'cvmfs-flat' }).then((index) => {
-        const layer = new CvmfsLayer({ digest: configDigest, index, source: this.source, log: this.#opts.log });
-        this.#served.set(`flat:${configDigest}`, layer);
-        return layer;
-      });
-      this.#flats.set(configDigest, p);
-      p.catch(() => this.#flats.delete(configDigest));
-    }
-    return p;
+    const flat = this.#flats.get(configDigest);
+    if (flat !== undefined) return flat;
+    return this.#flatOpening.run(configDigest, async () => {
+      const index = await CvmfsDirIndex.open(dir, { whiteouts: false, format: 'cvmfs-flat' });
+      const layer = new CvmfsLayer({ digest: configDigest, index, source: this.source, log: this.#opts.log });
+      this.#served.set(`flat:${configDigest}`, layer);
+      this.#flats.set(configDigest, layer);
+      return layer;
+    });
   }
 
   /** Figures of every layer CVMFS serves (or backs), by digest. */

@@ -22,6 +22,7 @@ import type { TocCodec } from '../../formats/toc.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { cacheErrorChannel, publish, verifyFailChannel } from '../events.js';
 import { abortable, deferred, type Deferred } from '../../util/abort.js';
+import { SingleFlight } from '../../util/single-flight.js';
 import { finalError, planRef, spanKey, unitChunks, type ChunkRef, type Span, type Unit } from './fetch-plan.js';
 import type { RangeSource } from '../sources/range-source.js';
 import { assembleUnit, readSpans, type SpanFetch } from './span-reads.js';
@@ -133,8 +134,8 @@ export class ChunkFetcher {
   readonly #maxRequest: number;
   readonly #maxWholeFile: number;
   readonly #maxSpanOutput: number;
-  readonly #units = new Map<string, Promise<Uint8Array>>();
-  readonly #spans = new Map<string, Promise<Uint8Array>>();
+  readonly #units = new SingleFlight<Uint8Array>();
+  readonly #spans = new SingleFlight<Uint8Array>();
   readonly #background = new Set<Promise<unknown>>();
   readonly #diskWrites: WriteBehind | undefined;
   readonly #closing = new AbortController();
@@ -200,17 +201,14 @@ export class ChunkFetcher {
         waits.set(unit.key, flying);
         return;
       }
-      const d = deferred<Uint8Array>();
-      this.#units.set(unit.key, d.promise);
+      const d = this.#units.begin(unit.key);
       mine.push({ unit, d, used: used.get(unit.key)! });
       waits.set(unit.key, d.promise);
     });
     if (mine.length > 0) {
       extra.forEach((unit, i) => {
         if (extraHits[i] !== undefined || this.#units.has(unit.key)) return;
-        const d = deferred<Uint8Array>();
-        d.promise.catch(() => {}); // nobody waits for read-ahead: its failure is no one's error
-        this.#units.set(unit.key, d.promise);
+        const d = this.#units.begin(unit.key); // nobody waits for read-ahead: its failure is no one's error
         mine.push({ unit, d, used: 0 }); // read-ahead: no caller takes bytes from it now
         this.#figures.readAhead++;
       });
@@ -265,7 +263,6 @@ export class ChunkFetcher {
   }
 
   #settle(p: Pending, bytes: Uint8Array | undefined, err?: unknown): void {
-    if (this.#units.get(p.unit.key) === p.d.promise) this.#units.delete(p.unit.key);
     if (bytes !== undefined) p.d.resolve(bytes);
     else p.d.reject(err);
   }
@@ -390,8 +387,7 @@ export class ChunkFetcher {
         spans.set(key, flying);
         continue;
       }
-      const d = deferred<Uint8Array>();
-      if (attempt === 1) this.#spans.set(key, d.promise);
+      const d = attempt === 1 ? this.#spans.begin(key) : deferred<Uint8Array>();
       spans.set(key, d.promise);
       toFetch.push({ key, span, d });
     }
@@ -405,9 +401,6 @@ export class ChunkFetcher {
       need: (key) => needs.get(key)!.need,
       count: (what, n) => this.#count(layer, what, n),
       busy: () => this.#diskWrites?.busy(),
-      settled: (key, promise) => {
-        if (this.#spans.get(key) === promise) this.#spans.delete(key);
-      },
     });
 
     const failed: Pending[] = [];

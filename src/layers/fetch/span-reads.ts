@@ -9,7 +9,7 @@ import { BadBytes, describeUnit, mergeSpans, spanKey, unitChunks, type Span, typ
 import type { ChunkLayer, FetchFigures } from './fetcher.js';
 import { sha256Hex } from '../../util/sha256.js';
 
-/** A span to read, and the deferred its decompressed bytes settle. */
+/** A span to read, and the deferred its decompressed bytes settle (a first read's ends its single flight). */
 export interface SpanFetch {
   readonly key: string;
   readonly span: Span;
@@ -32,8 +32,6 @@ export interface SpanReadContext {
   count(what: keyof FetchFigures, n: number): void;
   /** A read goes to the source (the write-behind waits for a pause). */
   busy(): void;
-  /** The span under `key` settled: single-flight forgets it. */
-  settled(key: string, promise: Promise<Uint8Array>): void;
 }
 
 /** Starts the merged range reads; each span's deferred settles with its decompressed bytes. */
@@ -42,7 +40,6 @@ export function readSpans(layer: ChunkLayer, toFetch: readonly SpanFetch[], ctx:
   const byStart = new Map(toFetch.map((f) => [`${f.span.start}-${f.span.end}`, f]));
   const requests = mergeSpans(toFetch.map((f) => f.span), ctx.gapBytes, ctx.maxRequestBytes);
   const settle = (f: SpanFetch, bytes: Uint8Array | undefined, err?: unknown): void => {
-    ctx.settled(f.key, f.d.promise);
     if (bytes !== undefined) f.d.resolve(bytes);
     else f.d.reject(err);
   };

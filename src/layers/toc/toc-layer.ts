@@ -6,6 +6,7 @@
 import { DigestMismatchError, InvalidOptionError, TocfsError } from '../../errors.js';
 import type { DecodedToc, TocCodec, TocEntry, TocFormat, TocIndex, TocLocation } from '../../formats/toc.js';
 import { abortable } from '../../util/abort.js';
+import { SingleFlight } from '../../util/single-flight.js';
 import { prefetchFailChannel, publish } from '../events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from '../fetch/fetcher.js';
 import type { RangeSource } from '../sources/range-source.js';
@@ -97,7 +98,7 @@ export class VerifiedLayer implements ChunkLayer {
   readonly #fetcher: ChunkFetcher;
   readonly #maxPrefetchBytes: number;
   readonly #readAhead: ReadAhead;
-  #prefetching: Promise<void> | undefined;
+  readonly #prefetching = new SingleFlight<void>();
   #prefetchState: 'idle' | 'done' | 'failed' = 'idle';
 
   /** Only `UnverifiedLayer.verify()` makes one. */
@@ -162,18 +163,16 @@ export class VerifiedLayer implements ChunkLayer {
   prefetch(signal?: AbortSignal): Promise<void> {
     const region = this.index.prefetch;
     if (!region || this.#prefetchState === 'done') return Promise.resolve();
-    this.#prefetching ??= this.#runPrefetch(region).then(
-      () => {
-        this.#prefetchState = 'done';
-        this.#prefetching = undefined;
-      },
-      (err: unknown) => {
-        this.#prefetchState = 'failed';
-        this.#prefetching = undefined; // not memoised: a later call tries again
-        throw err;
-      },
+    const running = this.#prefetching.run('', () =>
+      this.#runPrefetch(region).then(
+        () => void (this.#prefetchState = 'done'),
+        (err: unknown) => {
+          this.#prefetchState = 'failed'; // not memoised: a later call tries again
+          throw err;
+        },
+      ),
     );
-    return abortable(this.#prefetching, signal, 'prefetch');
+    return abortable(running, signal, 'prefetch');
   }
 
   /**
@@ -194,7 +193,7 @@ export class VerifiedLayer implements ChunkLayer {
       ...this.figures,
       blobBytes: this.source.size,
       fetchedRatio: this.source.size > 0 ? this.figures.bytesFetched / this.source.size : 0,
-      prefetch: !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState,
+      prefetch: !this.index.prefetch ? 'none' : this.#prefetching.size > 0 ? 'running' : this.#prefetchState,
     };
   }
 

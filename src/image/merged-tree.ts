@@ -18,13 +18,9 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
+import { isFormatArtefact, isWhiteout, OPAQUE_WHITEOUT, opaqueMarkerPath, whitedOutName } from '../formats/whiteouts.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
-
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
-/** Format artefacts stored as root-level tar entries; TocIndex hides them too, a full layer may not. */
-const ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
 
 /** An external hardlink of one layer; its target is resolved in the view below that layer. */
 interface LinkPart {
@@ -234,14 +230,15 @@ export class MergedTree {
         else seen.closed = true;
       }
       for (const [name, entry] of entries) {
-        if (name === OPAQUE) continue; // handled where `parts` was built
-        if (name.startsWith(WHITEOUT_PREFIX)) {
+        if (name === OPAQUE_WHITEOUT) continue; // handled where `parts` was built
+        if (isWhiteout(name)) {
           // umoci reads whiteouts from tar entries' base names only. A `.wh.X` directory the TOC implies
           // for a deeper entry is no whiteout, and MkdirAll creates it as a plain directory.
-          if (!entry.implicit) whiteouts.push(name.slice(WHITEOUT_PREFIX.length));
+          if (!entry.implicit) whiteouts.push(whitedOutName(name));
           if (entry.type !== 'dir') continue;
         }
-        if (path === '' && ARTEFACTS.has(name)) continue;
+        // TocIndex hides format artefacts too; a full layer's tar listing may not.
+        if (path === '' && isFormatArtefact(name)) continue;
         const seen = found.get(name);
         if (seen?.closed) continue;
         const part = { layer, entry };
@@ -415,7 +412,7 @@ export class MergedTree {
   }
 
   #isOpaque(layer: number, dirPath: string): boolean {
-    return this.layers[layer]!.index.lookup(dirPath === '' ? OPAQUE : `${dirPath}/${OPAQUE}`) !== undefined;
+    return this.layers[layer]!.index.lookup(opaqueMarkerPath(dirPath)) !== undefined;
   }
 
   /** Whether a directory of one layer holds (at any depth) an entry that is not a whiteout. */
@@ -428,7 +425,7 @@ export class MergedTree {
     has = this.#links[layer]!.has(path);
     const prefix = `${path}/`;
     for (const [name, child] of has ? [] : (this.layers[layer]!.index.children(path) ?? [])) {
-      if (name.startsWith(WHITEOUT_PREFIX) && child.type !== 'dir') continue;
+      if (isWhiteout(name) && child.type !== 'dir') continue;
       if (child.type !== 'dir' || this.#hasContent(layer, prefix + name, child)) {
         has = true;
         break;

@@ -18,10 +18,9 @@ import { join } from 'node:path';
 import { TocfsError } from '../../errors.js';
 import type { TocEntry } from '../../formats/toc.js';
 import { readXattrs } from './xattrs.js';
+import { OPAQUE_WHITEOUT, opaqueMarkerPath, whiteoutFor } from '../../formats/whiteouts.js';
 import { SingleFlight } from '../../util/single-flight.js';
 
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
 const OVERLAY_OPAQUE = 'trusted.overlay.opaque';
 /** overlayfs's own attributes describe the layer's encoding, not the image's files. */
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
@@ -126,7 +125,7 @@ export class CvmfsDirIndex {
       if (!children.has(name)) children.set(name, child);
     }
     const prefix = path === '' ? '' : `${path}/`;
-    if (this.#opaqueByXattr.has(path) && !children.has(OPAQUE)) children.set(OPAQUE, this.#entries.get(prefix + OPAQUE)!);
+    if (this.#opaqueByXattr.has(path) && !children.has(OPAQUE_WHITEOUT)) children.set(OPAQUE_WHITEOUT, this.#entries.get(prefix + OPAQUE_WHITEOUT)!);
     for (const [name, child] of children) this.#entries.set(prefix + name, child);
     this.#children.set(path, children);
   }
@@ -145,7 +144,7 @@ export class CvmfsDirIndex {
     }
     if (this.#opts.whiteouts && st.isCharacterDevice() && st.rdev === 0n) {
       // overlayfs's whiteout: shown as the tar's `.wh.NAME`, an empty regular file as in the layer tar.
-      const wh = `${WHITEOUT_PREFIX}${name}`;
+      const wh = whiteoutFor(name);
       return [wh, markerEntry(parent === '' ? wh : `${parent}/${wh}`, st)];
     }
     if (st.isSocket()) return undefined;
@@ -169,9 +168,9 @@ export class CvmfsDirIndex {
    * parent): a `.wh..wh..opq` file in it, or overlayfs's `trusted.overlay.opaque=y` on it.
    */
   async #noteOpaque(path: string, abs: string, opaqueXattr: boolean): Promise<void> {
-    const markerPath = path === '' ? OPAQUE : `${path}/${OPAQUE}`;
+    const markerPath = opaqueMarkerPath(path);
     try {
-      const st = await lstat(join(abs, OPAQUE), { bigint: true });
+      const st = await lstat(join(abs, OPAQUE_WHITEOUT), { bigint: true });
       this.#entries.set(markerPath, markerEntry(markerPath, st));
       return;
     } catch (err) {

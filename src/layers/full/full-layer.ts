@@ -33,6 +33,7 @@ import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { writeWhole } from '../store/file-writes.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
 import type { LayerReadOptions } from '../toc/toc-layer.js';
+import { sha256DigestHex } from '../../util/sha256-digest.js';
 
 export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
@@ -63,7 +64,6 @@ export interface FullLayerStats {
   readonly bytesRead: number;
 }
 
-const SHA256 = /^sha256:([0-9a-f]{64})$/;
 
 /** The layer's compression from its media type (OCI and Docker, distributable or not). */
 export function compressionOf(mediaType: string): LayerCompression | undefined {
@@ -85,10 +85,9 @@ function inflater(compression: LayerCompression): Transform {
 }
 
 export function fullLayerPaths(cacheDir: string, digest: string): { dir: string; tar: string; index: string; partial: string } {
-  const m = SHA256.exec(digest);
+  const hex = sha256DigestHex(digest);
   // The hex becomes a file name: anything but a sha256 digest could name a path outside the cache.
-  if (!m) throw new FormatError(`layer digest ${JSON.stringify(digest.slice(0, 80))} is not a sha256 digest`);
-  const hex = m[1]!;
+  if (hex === undefined) throw new FormatError(`layer digest ${JSON.stringify(digest.slice(0, 80))} is not a sha256 digest`);
   const dir = join(cacheDir, 'layers', hex.slice(0, 2));
   return {
     dir,

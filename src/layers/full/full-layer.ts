@@ -29,13 +29,12 @@ import { TarReader, type TarEvent } from '../../formats/tar/reader.js';
 import { indexToc } from '../../formats/toc-index.js';
 import { DEFAULT_TOC_LIMITS, type RawTocEntry, type TocEntry, type TocIndex, type TocLimits } from '../../formats/toc.js';
 import type { RegistryClient } from '../../registry/client.js';
+import { layerCompression, type LayerCompression } from '../../registry/manifest.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { writeWhole } from '../store/file-writes.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
 import type { LayerReadOptions } from '../toc/toc-layer.js';
 import { sha256DigestHex } from '../../util/sha256-digest.js';
-
-export type LayerCompression = 'gzip' | 'zstd' | 'none';
 
 export interface OpenFullLayerOptions {
   readonly client: Pick<RegistryClient, 'streamBlob'>;
@@ -64,14 +63,6 @@ export interface FullLayerStats {
   readonly bytesRead: number;
 }
 
-
-/** The layer's compression from its media type (OCI and Docker, distributable or not). */
-export function compressionOf(mediaType: string): LayerCompression | undefined {
-  if (/[.+]gzip$/.test(mediaType)) return 'gzip';
-  if (/[.+]zstd$/.test(mediaType)) return 'zstd';
-  if (/(\.tar|rootfs\.diff\.tar)$/.test(mediaType)) return 'none';
-  return undefined;
-}
 
 function inflater(compression: LayerCompression): Transform {
   switch (compression) {
@@ -270,7 +261,7 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
  */
 export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLayer> {
   const { descriptor } = opts;
-  const compression = compressionOf(descriptor.mediaType);
+  const compression = layerCompression(descriptor.mediaType);
   if (compression === undefined) throw new FormatError(`layer ${descriptor.digest}: media type ${JSON.stringify(descriptor.mediaType)} is not a tar layer`);
   const paths = fullLayerPaths(opts.cacheDir, descriptor.digest);
   const cached = await reopen(paths, descriptor.digest, opts.limits);

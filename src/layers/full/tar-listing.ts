@@ -4,8 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { Parser, type ReadEntry } from 'tar';
 import { DecompressStream } from 'zstd-napi';
 import { FormatError } from '../../errors.js';
-
-export type LayerCompression = 'gzip' | 'zstd' | 'none';
+import type { LayerCompression } from '../../registry/manifest.js';
 
 /** One tar header as a listing shows it: whiteouts and format artefacts are kept, as in the tar. */
 export interface TarListingEntry {

@@ -4,7 +4,7 @@
  */
 import { FormatError, InvalidOptionError } from '../errors.js';
 import { estargzHintedPrefetchEnd } from '../formats/estargz/annotations.js';
-import { detectTocCodec, TOC_CODECS } from '../formats/estargz/codec.js';
+import { detectTocCodec, TOC_CODECS } from '../formats/codecs.js';
 import type { TocCodec, TocLimits } from '../formats/toc.js';
 import type { RegistryClient, RegistryStats } from '../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';

@@ -37,3 +37,31 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
     promise.then(settle(resolve), settle(reject));
   });
 }
+
+/**
+ * Aborts at once every operation run under it, without hanging a listener per operation on one long-lived
+ * signal: undici adds an 'abort' listener to the signal of each request in flight, so one signal shared by
+ * a fetcher's concurrent range reads went past Node's limit of 10 (MaxListenersExceededWarning) on any
+ * busy image. Each operation gets a controller of its own instead, forgotten when it ends.
+ */
+export class AbortScope {
+  readonly #live = new Set<AbortController>();
+  #aborted: { reason: unknown } | undefined;
+
+  /** Runs `op` with a signal of its own, which abort() aborts (at once if it already has). */
+  async run<T>(op: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const ac = new AbortController();
+    if (this.#aborted) ac.abort(this.#aborted.reason);
+    this.#live.add(ac);
+    try {
+      return await op(ac.signal);
+    } finally {
+      this.#live.delete(ac);
+    }
+  }
+
+  abort(reason: unknown): void {
+    this.#aborted ??= { reason };
+    for (const ac of this.#live) ac.abort(reason);
+  }
+}

@@ -21,7 +21,7 @@ import { DigestMismatchError, InvalidOptionError, TocfsError } from '../../error
 import type { TocCodec } from '../../formats/toc.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { cacheErrorChannel, publish, verifyFailChannel } from '../events.js';
-import { abortable, deferred, type Deferred } from '../../util/abort.js';
+import { AbortScope, abortable, deferred, type Deferred } from '../../util/abort.js';
 import { SingleFlight } from '../../util/single-flight.js';
 import { finalError, planRef, spanKey, unitChunks, type ChunkRef, type Span, type Unit } from './fetch-plan.js';
 import type { RangeSource } from '../sources/range-source.js';
@@ -138,7 +138,7 @@ export class ChunkFetcher {
   readonly #spans = new SingleFlight<Uint8Array>();
   readonly #background = new Set<Promise<unknown>>();
   readonly #diskWrites: WriteBehind | undefined;
-  readonly #closing = new AbortController();
+  readonly #closing = new AbortScope();
   readonly #gathering = new Map<ChunkLayer, { readonly pendings: Pending[]; readonly done: Promise<void> }>();
   #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
@@ -396,7 +396,7 @@ export class ChunkFetcher {
       maxRequestBytes: opts.oneRequest ? Infinity : this.#maxRequest,
       attempt,
       patient: opts.gather === true,
-      signal: this.#closing.signal,
+      closing: this.#closing,
       maxOut: (key) => Math.max(needs.get(key)!.need, this.#maxSpanOutput),
       need: (key) => needs.get(key)!.need,
       count: (what, n) => this.#count(layer, what, n),

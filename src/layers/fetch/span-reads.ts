@@ -4,7 +4,7 @@
  */
 import { DigestMismatchError } from '../../errors.js';
 import { fetchRangeChannel, publish } from '../events.js';
-import type { Deferred } from '../../util/abort.js';
+import type { AbortScope, Deferred } from '../../util/abort.js';
 import { BadBytes, describeUnit, mergeSpans, spanKey, unitChunks, type Span, type Unit } from './fetch-plan.js';
 import type { ChunkLayer, FetchFigures } from './fetcher.js';
 import { sha256Hex } from '../../util/sha256.js';
@@ -25,7 +25,8 @@ export interface SpanReadContext {
   readonly attempt: 1 | 2;
   /** A background read: it waits for its piece's turn in a layer's prioritised head (preread-source.ts). */
   readonly patient: boolean;
-  readonly signal: AbortSignal;
+  /** Aborts the reads when the fetcher closes; each read gets a signal of its own (AbortScope). */
+  readonly closing: AbortScope;
   /** Decompression-bomb guard, and the bytes the units need, of the span under `key`. */
   maxOut(key: string): number;
   need(key: string): number;
@@ -77,7 +78,8 @@ export function readSpans(layer: ChunkLayer, toFetch: readonly SpanFetch[], ctx:
       const startedMs = performance.now();
       ctx.busy();
       try {
-        bytes = await layer.source.read({ start: req.start, end: req.end }, ctx.signal, ctx.attempt === 2 ? { fresh: true, onData } : { onData, ...(ctx.patient && { patient: true }) });
+        const opts = ctx.attempt === 2 ? { fresh: true, onData } : { onData, ...(ctx.patient && { patient: true }) };
+        bytes = await ctx.closing.run((signal) => layer.source.read({ start: req.start, end: req.end }, signal, opts));
       } catch (err) {
         for (const f of members.slice(next)) settle(f, undefined, err);
         return;

@@ -29,8 +29,16 @@ t.test('convert --format zstd-chunked: tar+zstd layers any zstd tool unpacks, re
   const original = await buildImage(join(work, 'src'), { layers: LAYERS.map((entries) => ({ entries, compression: 'gzip' as const })) });
   await pushImage(reg.seedUrl, 'demo/app', 'v1', original);
   const dst = `${reg.host}/demo/app:zstd`;
+  // Regression: each backpressure wait of the frame sink left a 'close' and an 'error' listener behind,
+  // so converting a layer of a few MB printed a MaxListenersExceededWarning.
+  const warnings: Error[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w);
+  process.on('warning', onWarning);
   const res = await runTocfs(['convert', `${reg.host}/demo/app:v1`, dst, '--format', 'zstd-chunked']);
+  await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+  process.off('warning', onWarning);
   t.equal(res.code, 0, res.err);
+  t.same(warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message), [], 'no listener leak');
   t.match(res.text, /# converting .* \(zstd-chunked\)/);
   t.equal(res.text.split('\n').filter((l) => /^layer \d\/2 sha256:\w+ \(gzip, \d+ bytes\) -> sha256:\w+ \(zstd-chunked, \d+ bytes, \d+ uncompressed\)$/.test(l)).length, 2, res.text);
 

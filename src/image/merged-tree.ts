@@ -18,6 +18,7 @@
 import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FsNode } from './filesystem.js';
+import { entryStat } from './entry-stat.js';
 import { isFormatArtefact, isWhiteout, OPAQUE_WHITEOUT, opaqueMarkerPath, whitedOutName } from '../formats/whiteouts.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { createInodeCounter, type InodeCounter, type LayerReadOptions, type LayerTree } from './layer-tree.js';
@@ -292,16 +293,7 @@ export class MergedTree {
     const { entry } = node.owner!;
     let subdirs = 0;
     for (const child of this.#childrenOf(node).values()) if (child.dir !== undefined) subdirs++;
-    node.stat = Object.freeze({
-      ino: this.#ino(node.owner!),
-      type: 'dir',
-      mode: entry.mode,
-      uid: entry.uid,
-      gid: entry.gid,
-      mtimeMs: entry.mtimeMs,
-      size: 0,
-      nlink: 2 + subdirs,
-    } satisfies FsNode);
+    node.stat = Object.freeze({ ...entryStat(entry, this.#ino(node.owner!), 2 + subdirs), type: 'dir', size: 0 } satisfies FsNode);
     return node.stat;
   }
 
@@ -314,20 +306,7 @@ export class MergedTree {
     const stats = this.#stats[part.layer]!;
     let stat = stats.get(part.entry);
     if (stat === undefined) {
-      const e = part.entry;
-      stat = Object.freeze({
-        ino: this.#ino(part),
-        type: e.type,
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        mtimeMs: e.mtimeMs,
-        size: e.size,
-        nlink: this.#nlink(part),
-        ...(e.linkName !== undefined && { linkName: e.linkName }),
-        ...(e.devMajor !== undefined && { devMajor: e.devMajor }),
-        ...(e.devMinor !== undefined && { devMinor: e.devMinor }),
-      } satisfies FsNode);
+      stat = Object.freeze(entryStat(part.entry, this.#ino(part), this.#nlink(part)));
       stats.set(part.entry, stat);
     }
     return stat;

@@ -17,6 +17,7 @@ import type { ImageReference, RepositoryRef } from '../registry/types.js';
 import type { Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
 import { openImage, type Image, type ImageDeps } from './image.js';
 import { createInodeCounter, listPath, type LayerTree } from './layer-tree.js';
+import { entryStat } from './entry-stat.js';
 
 /**
  * What `user.tocfs.*` shows (DESIGN.md §1.4), mount-wide totals on `/` and on every image root; `layers` is
@@ -320,19 +321,7 @@ class LayerView {
     if (entry === undefined) return undefined;
     let ino = this.#inos.get(entry);
     if (ino === undefined) this.#inos.set(entry, (ino = this.#next()));
-    return {
-      ino,
-      type: entry.type,
-      mode: entry.mode,
-      uid: entry.uid,
-      gid: entry.gid,
-      mtimeMs: entry.mtimeMs,
-      size: entry.size,
-      nlink: entry.nlink,
-      ...(entry.linkName !== undefined && { linkName: entry.linkName }),
-      ...(entry.devMajor !== undefined && { devMajor: entry.devMajor }),
-      ...(entry.devMinor !== undefined && { devMinor: entry.devMinor }),
-    };
+    return entryStat(entry, ino, entry.nlink);
   }
 
   readdir(path: string): readonly string[] | undefined {

@@ -4,9 +4,11 @@ import { UsageError } from './usage.js';
 const USAGE = `usage: tocfs <command> [options]
 
 commands:
-  ls REF [PATH] [--layers]   list an image's files layer by layer (from eStargz TOCs; layers without
-                             a TOC are read whole), or (--layers) its layers: digest, media type, size
-  cat REF PATH [--layer D]   write one file of one layer to stdout, fetching only the chunks it needs
+  ls REF [PATH] [--layers]   list an image's files layer by layer, each layer read as the mount reads it
+                             (its TOC, zTOC or CVMFS copy; else the layer whole), or (--layers) its
+                             layers: digest, media type, size
+  cat REF PATH [--layer D]   write one file to stdout as the mount serves it (D: that layer's own file),
+                             fetching only the chunks it needs
   convert SRC DST [--format estargz] [--prioritize PATH]... [--prioritize-from FILE]... [--chunk-size N]
                              rewrite an image's layers as eStargz and push it as DST; prioritised files
                              (FILE: one path per line, e.g. from stats --accessed) come first

@@ -23,10 +23,8 @@ import { encodeFooter } from '../formats/estargz/footer.js';
 import { BLOCK_SIZE, encodeUstarHeader } from '../formats/tar/header.js';
 import type { TarHeader } from '../formats/tar/reader.js';
 import type { GzipMemberWriter } from './gzip-members.js';
+import { PREFETCH_LANDMARK, TOC_TAR_NAME } from '../formats/whiteouts.js';
 
-export const TOC_TAR_NAME = 'stargz.index.json';
-export const PREFETCH_LANDMARK = '.prefetch.landmark';
-export const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
 /** The landmark files hold one byte, 0x0f (estargz `landmarkContents`). */
 export const LANDMARK_CONTENTS = 0x0f;
 

@@ -15,11 +15,9 @@ import { readTar, TarReader, type TarEvent, type TarLimits } from '../formats/ta
 import {
   EstargzEncoder,
   LANDMARK_CONTENTS,
-  NO_PREFETCH_LANDMARK,
-  PREFETCH_LANDMARK,
-  TOC_TAR_NAME,
   type EncodedBlob,
 } from './estargz-encoder.js';
+import { isFormatArtefact, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from '../formats/whiteouts.js';
 import { GzipMemberWriter } from './gzip-members.js';
 import { prioritizedOrder, readRange, spoolTar, type SpoolRecord } from './tar-spool.js';
 import { writeNewFile } from './new-file.js';
@@ -46,8 +44,6 @@ export interface EstargzLayer extends EncodedBlob {
   readonly missingPrioritized: readonly string[];
 }
 
-const ARTEFACTS = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
-const isArtefact = (cleanName: string): boolean => ARTEFACTS.has(cleanName);
 
 interface Checked {
   readonly chunkSize: number;
@@ -110,7 +106,7 @@ async function writePrioritized(
     const file = await open(join(dir, 'layer.tar'), 'w+');
     try {
       const limits = options.tarLimits ?? {};
-      const records = await spoolTar(tar, file, limits, isArtefact);
+      const records = await spoolTar(tar, file, limits, isFormatArtefact);
       const order = prioritizedOrder(records, prioritize);
       await writeRecords(encoder, file, records, order.first, limits);
       await encoder.syntheticFile(PREFETCH_LANDMARK, Uint8Array.of(LANDMARK_CONTENTS));
@@ -141,7 +137,7 @@ export async function writeEstargz(
     let missingPrioritized: readonly string[] = [];
     if (prioritize.length === 0) {
       await encoder.syntheticFile(NO_PREFETCH_LANDMARK, Uint8Array.of(LANDMARK_CONTENTS));
-      await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), isArtefact);
+      await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), isFormatArtefact);
     } else {
       missingPrioritized = await writePrioritized(tar, encoder, prioritize, options);
     }

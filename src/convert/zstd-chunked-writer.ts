@@ -8,7 +8,7 @@ import type { Writable } from 'node:stream';
 import { InvalidOptionError } from '../errors.js';
 import { readTar, type TarLimits } from '../formats/tar/reader.js';
 import { DEFAULT_TOC_LIMITS } from '../formats/toc.js';
-import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './estargz-encoder.js';
+import { isFormatArtefact } from '../formats/whiteouts.js';
 import { ZstdChunkedEncoder, type ZstdChunkedBlob } from './zstd-chunked-encoder.js';
 import { FrameSink } from './zstd-frames.js';
 import { writeNewFile } from './new-file.js';
@@ -29,8 +29,6 @@ export interface ZstdChunkedWriterOptions {
   readonly tarLimits?: Partial<TarLimits>;
 }
 
-const ARTEFACTS = new Set([TOC_TAR_NAME, PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
-
 export async function writeZstdChunked(
   tar: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   output: Writable,
@@ -47,7 +45,7 @@ export async function writeZstdChunked(
   const average = Math.max(min, Math.min(max, 1 << 20));
   const encoder = new ZstdChunkedEncoder(new FrameSink(output), level, { min, max, average: Math.max(1, average - min) });
   try {
-    await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), (name) => ARTEFACTS.has(name));
+    await feedTar(encoder, readTar(tar, { limits: options.tarLimits ?? {} }), isFormatArtefact);
     return await encoder.finish();
   } catch (err) {
     output.destroy();

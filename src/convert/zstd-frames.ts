@@ -29,7 +29,15 @@ export class FrameSink {
     this.#hash.update(bytes);
     this.#offset += bytes.length;
     if (!this.#sink.write(bytes)) {
-      await Promise.race([once(this.#sink, 'drain'), once(this.#sink, 'close')]);
+      // Whichever of the two comes first, the other's listeners go: a wait left behind on every full
+      // buffer piled up listeners on the stream (MaxListenersExceededWarning in `convert`).
+      const waited = new AbortController();
+      const { signal } = waited;
+      try {
+        await Promise.race([once(this.#sink, 'drain', { signal }), once(this.#sink, 'close', { signal })]);
+      } finally {
+        waited.abort();
+      }
       if (this.#failure) throw this.#failure;
     }
   }

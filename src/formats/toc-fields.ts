@@ -4,6 +4,7 @@
  */
 import { InvalidOptionError } from '../errors.js';
 import { DEFAULT_TOC_LIMITS, type TocLimits } from './toc.js';
+import { isSha256Digest } from '../util/sha256-digest.js';
 
 /** Thrown by the helpers here; indexToc turns it into a FormatError that names the entry. */
 export class FieldError extends Error {
@@ -118,12 +119,11 @@ function isLeap(year: number): boolean {
   return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
 }
 
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
 
 /** Only sha256 is accepted: every eStargz and zstd:chunked writer uses it, and the fetcher verifies with it. */
 export function checkDigest(value: string | undefined, field: string): string | undefined {
   if (value === undefined || value === '') return undefined;
-  if (!SHA256.test(value)) throw new FieldError(`${field} ${JSON.stringify(value.slice(0, 80))} is not sha256:<64 hex>`);
+  if (!isSha256Digest(value)) throw new FieldError(`${field} ${JSON.stringify(value.slice(0, 80))} is not sha256:<64 hex>`);
   return value;
 }
 

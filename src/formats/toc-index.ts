@@ -4,6 +4,7 @@
  * FormatError naming the entry; nothing here allocates in proportion to a number read from the TOC.
  */
 import { FormatError } from '../errors.js';
+import { isFormatArtefact, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './whiteouts.js';
 import { ChildrenView } from './toc-children.js';
 import { FieldError, checkDigest, count, normalizePath, parseModtime, resolveTocLimits, type ResolvedTocLimits } from './toc-fields.js';
 import type { RawTocEntry, TocChunk, TocEntry, TocFormat, TocIndex, TocLimits } from './toc.js';
@@ -26,9 +27,6 @@ const NO_CHUNKS: readonly TocChunk[] = Object.freeze([]);
 const NO_CHILDREN: readonly string[] = Object.freeze([]);
 
 /** Format artefacts stored as root-level tar entries; DESIGN.md §1.3 keeps them out of every tree. */
-const PREFETCH_LANDMARK = '.prefetch.landmark';
-const NO_PREFETCH_LANDMARK = '.no.prefetch.landmark';
-const HIDDEN = new Set(['stargz.index.json', PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK]);
 
 class Index implements TocIndex {
   readonly format: TocFormat;
@@ -144,7 +142,7 @@ class Indexer {
   #addEntry(raw: RawTocEntry): void {
     this.#finishFile();
     const path = normalizePath(raw.name, this.#limits);
-    if (!path.includes('/') && HIDDEN.has(path)) return this.#addHidden(raw, path);
+    if (isFormatArtefact(path)) return this.#addHidden(raw, path);
     if (this.explicit.has(path) || this.external.has(path)) {
       // eStargz writers never repeat a name (stargz Build keeps the last copy of a tar entry, and its
       // Verifier rejects an offset "found twice"); a repeat could make two readers see different files.

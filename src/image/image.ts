@@ -8,7 +8,7 @@ import { formatReference } from '../registry/reference.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { ImageConfig, ImageReference, Platform, RepositoryRef } from '../registry/types.js';
 import type { CatalogResolved, CvmfsCatalog } from './cvmfs-catalog.js';
-import type { Layer, LayerOpener } from '../layers/layer.js';
+import type { ImageContext, Layer, LayerOpener } from '../layers/layer.js';
 import { createInodeCounter, type InodeCounter } from './layer-tree.js';
 import { LibraryPrefetch } from './library-prefetch.js';
 import { PythonPrefetch } from './python-prefetch.js';
@@ -63,6 +63,9 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
   const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
   const manifest = resolved.manifest.document;
   const flat = await cvmfs?.flat(manifest, shown);
+  // What a layer's SOCI index (DESIGN.md §3.3) refers to: this manifest, or its entry in the image index.
+  const indexDescriptor = resolved.index?.document.manifests.find((d) => d.digest === resolved.manifest.digest);
+  const image: ImageContext = { manifestDigest: resolved.manifest.digest, layers: manifest.layers, ...(indexDescriptor && { indexDescriptor }) };
   const [config, layers] = await Promise.all([
     (cvmfs
       ? cvmfs.config(deps.client, repo, resolved, signal)
@@ -74,7 +77,7 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
       ? [flat]
       : Promise.all(
           manifest.layers.map((descriptor, i) =>
-            deps.layers.open(repo, descriptor, signal && { signal }).catch((err: unknown) => {
+            deps.layers.open(repo, descriptor, { ...(signal && { signal }), image }).catch((err: unknown) => {
               throw wrap(err, `image ${shown}: layer ${i} ${descriptor.digest}`);
             }),
           ),

@@ -19,26 +19,14 @@ import { TocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import type { FileHandle, FsNode } from './filesystem.js';
 import type { Layer, LayerReadOptions } from '../layers/layer.js';
+import { entryStat } from './entry-stat.js';
 import { externalLinksByDir } from './external-links.js';
+import { isWhiteout, opaqueMarkerPath } from '../formats/whiteouts.js';
+import { SingleFlight } from '../util/single-flight.js';
 import { createInodeCounter, type InodeCounter } from './layer-tree.js';
 import { notAFile, readOwned, treeFile, type OnOpened, type Owned } from './tree-file.js';
 
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
-/** Format artefacts stored as root-level tar entries; TocIndex hides them too, a full layer may not. */
-const ARTEFACTS = new Set(['stargz.index.json', '.prefetch.landmark', '.no.prefetch.landmark']);
-
-/** An external hardlink of one layer; its target is resolved in the view below that layer. */
-interface LinkPart {
-  readonly layer: number;
-  readonly target: string;
-}
-
-/** One layer's entry at a path. */
-interface Part {
-  readonly layer: number;
-  readonly entry: TocEntry;
-}
+import { mergeDirectory, type LinkPart, type Part } from './merge-dir.js';
 
 interface Node {
   /** Made when first asked for. */
@@ -85,7 +73,8 @@ export class MergedTree {
   /** Whether some layer is listed lazily (then `load` must run before the synchronous calls). */
   readonly #lazy: boolean;
   /** External link targets listed in the lazily listed layers below them (once). */
-  #externalTargets: Promise<void> | undefined;
+  readonly #externalTargets = new SingleFlight<void>();
+  #externalTargetsListed = false;
 
   /** `layers` bottom to top, as in the manifest. */
   constructor(layers: readonly Layer[], opts: MergedTreeOptions = {}) {
@@ -126,16 +115,17 @@ export class MergedTree {
    */
   async load(path: string, signal?: AbortSignal): Promise<void> {
     if (!this.#lazy) return;
-    if (this.#externalTargets === undefined) {
+    if (!this.#externalTargetsListed) {
       // A link's target may lie in a lazily listed layer below it: list those paths there first.
-      this.#externalTargets = Promise.all(
-        this.#links.flatMap((byDir, layer) =>
-          [...byDir.values()].flat().map(([, target]) => this.#below(layer).load(target, signal)),
-        ),
-      ).then(() => undefined);
-      this.#externalTargets.catch(() => (this.#externalTargets = undefined));
+      await this.#externalTargets.run('', async () => {
+        await Promise.all(
+          this.#links.flatMap((byDir, layer) =>
+            [...byDir.values()].flat().map(([, target]) => this.#below(layer).load(target, signal)),
+          ),
+        );
+        this.#externalTargetsListed = true;
+      });
     }
-    await this.#externalTargets;
     let node: Node | undefined = this.#root;
     await this.#loadDir(node, signal);
     if (path === '') return;
@@ -214,50 +204,11 @@ export class MergedTree {
     if (node.children !== undefined) return node.children;
     const { path, parts } = node.dir!;
     const prefix = path === '' ? '' : `${path}/`;
-    // Per name: its parts and held parts so far (topmost first), whether lower layers can still hold it
-    // (closed) and whether they can still add children (opaque).
-    const found = new Map<string, { parts: Part[]; held: Part[]; opaque: boolean; closed: boolean; link?: LinkPart }>();
-    for (const { layer } of parts) {
-      const entries = this.layers[layer]!.index.children(path);
-      if (entries === undefined) continue;
-      const whiteouts: string[] = [];
-      // An external hardlink is a non-directory of this layer: it replaces lower names, upper ones win.
-      for (const [name, target] of this.#links[layer]!.get(path) ?? []) {
-        const seen = found.get(name);
-        if (seen === undefined) found.set(name, { parts: [], held: [], opaque: true, closed: true, link: { layer, target } });
-        else seen.closed = true;
-      }
-      for (const [name, entry] of entries) {
-        if (name === OPAQUE) continue; // handled where `parts` was built
-        if (name.startsWith(WHITEOUT_PREFIX)) {
-          // umoci reads whiteouts from tar entries' base names only. A `.wh.X` directory the TOC implies
-          // for a deeper entry is no whiteout, and MkdirAll creates it as a plain directory.
-          if (!entry.implicit) whiteouts.push(name.slice(WHITEOUT_PREFIX.length));
-          if (entry.type !== 'dir') continue;
-        }
-        if (path === '' && ARTEFACTS.has(name)) continue;
-        const seen = found.get(name);
-        if (seen?.closed) continue;
-        const part = { layer, entry };
-        const isDir = entry.type === 'dir';
-        const opaque = isDir && this.#isOpaque(layer, prefix + name);
-        if (seen === undefined) {
-          found.set(name, { parts: [part], held: [part], opaque, closed: !isDir });
-        } else if (isDir) {
-          seen.held.push(part);
-          if (!seen.opaque) seen.parts.push(part);
-          seen.opaque ||= opaque;
-        } else {
-          seen.closed = true; // an upper directory replaced this non-directory
-        }
-      }
-      // A whiteout deletes the name from lower layers only; this layer's own entry stays.
-      for (const name of whiteouts) {
-        const seen = found.get(name);
-        if (seen === undefined) found.set(name, { parts: [], held: [], opaque: true, closed: true });
-        else seen.closed = true;
-      }
-    }
+    const found = mergeDirectory(
+      parts.map(({ layer }) => ({ layer, index: this.layers[layer]!.index, links: this.#links[layer]!.get(path) ?? [] })),
+      path,
+      (layer, dirPath) => this.#isOpaque(layer, dirPath),
+    );
     const children = new Map<string, Node>();
     for (const [name, { parts: childParts, held, link }] of found) {
       if (link !== undefined) {
@@ -289,16 +240,7 @@ export class MergedTree {
     const { entry } = node.owner!;
     let subdirs = 0;
     for (const child of this.#childrenOf(node).values()) if (child.dir !== undefined) subdirs++;
-    node.stat = Object.freeze({
-      ino: this.#ino(node.owner!),
-      type: 'dir',
-      mode: entry.mode,
-      uid: entry.uid,
-      gid: entry.gid,
-      mtimeMs: entry.mtimeMs,
-      size: 0,
-      nlink: 2 + subdirs,
-    } satisfies FsNode);
+    node.stat = Object.freeze({ ...entryStat(entry, this.#ino(node.owner!), 2 + subdirs), type: 'dir', size: 0 } satisfies FsNode);
     return node.stat;
   }
 
@@ -311,20 +253,7 @@ export class MergedTree {
     const stats = this.#stats[part.layer]!;
     let stat = stats.get(part.entry);
     if (stat === undefined) {
-      const e = part.entry;
-      stat = Object.freeze({
-        ino: this.#ino(part),
-        type: e.type,
-        mode: e.mode,
-        uid: e.uid,
-        gid: e.gid,
-        mtimeMs: e.mtimeMs,
-        size: e.size,
-        nlink: this.#nlink(part),
-        ...(e.linkName !== undefined && { linkName: e.linkName }),
-        ...(e.devMajor !== undefined && { devMajor: e.devMajor }),
-        ...(e.devMinor !== undefined && { devMinor: e.devMinor }),
-      } satisfies FsNode);
+      stat = Object.freeze(entryStat(part.entry, this.#ino(part), this.#nlink(part)));
       stats.set(part.entry, stat);
     }
     return stat;
@@ -409,7 +338,7 @@ export class MergedTree {
   }
 
   #isOpaque(layer: number, dirPath: string): boolean {
-    return this.layers[layer]!.index.lookup(dirPath === '' ? OPAQUE : `${dirPath}/${OPAQUE}`) !== undefined;
+    return this.layers[layer]!.index.lookup(opaqueMarkerPath(dirPath)) !== undefined;
   }
 
   /** Whether a directory of one layer holds (at any depth) an entry that is not a whiteout. */
@@ -422,7 +351,7 @@ export class MergedTree {
     has = this.#links[layer]!.has(path);
     const prefix = `${path}/`;
     for (const [name, child] of has ? [] : (this.layers[layer]!.index.children(path) ?? [])) {
-      if (name.startsWith(WHITEOUT_PREFIX) && child.type !== 'dir') continue;
+      if (isWhiteout(name) && child.type !== 'dir') continue;
       if (child.type !== 'dir' || this.#hasContent(layer, prefix + name, child)) {
         has = true;
         break;

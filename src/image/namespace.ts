@@ -11,6 +11,7 @@ import { debuglog } from 'node:util';
 import { InvalidReferenceError, IsDirectoryError, TocfsError, isTocfsError } from '../errors.js';
 import type { TocEntry } from '../formats/toc.js';
 import { abortable } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
 import type { ImageReference, RepositoryRef } from '../registry/types.js';
 import type { FileHandle, Filesystem, FsNode, FsSpace, ReadOptions } from './filesystem.js';
@@ -18,6 +19,7 @@ import { openImage, type Image, type ImageDeps } from './image.js';
 import type { Figures } from '../layers/figures.js';
 import type { Layer } from '../layers/layer.js';
 import { createInodeCounter, listPath } from './layer-tree.js';
+import { entryStat } from './entry-stat.js';
 import { treeFile } from './tree-file.js';
 
 const MAX_REMEMBERED_FAILURES = 10_000;
@@ -73,7 +75,7 @@ class ImageFilesystem implements ImageNamespace {
   /** Keyed by the path components that name the reference (`HOST/REPO:TAG`), as typed. */
   readonly #images = new Map<string, Image>();
   readonly #layers = new Map<string, LayerView>();
-  readonly #flights = new Map<string, Promise<unknown>>();
+  readonly #flights = new SingleFlight<unknown>();
   readonly #failures = new Map<string, Failure>();
   /** Listed directories: `images/HOST/...` path -> names, from resolved images and layers only. */
   readonly #listing = new Map<string, Set<string>>();
@@ -243,11 +245,6 @@ class ImageFilesystem implements ImageNamespace {
   }
 
   /**
-   * Single flight per key: concurrent callers share one run; a settled run is deleted. A failure is
-   * answered from memory for `failureTtlMs` (and logged once), so a program probing one bad path many
-   * times does not hammer the registry; after that the next lookup tries again.
-   */
-  /**
    * Entries are in insertion order and share one TTL, so the expired ones are at the front: sweeping them
    * on insert (and capping the count) keeps a daemon probed with endless distinct bad names bounded.
    */
@@ -261,29 +258,25 @@ class ImageFilesystem implements ImageNamespace {
     this.#failures.set(key, { error, until: now + this.#failureTtlMs });
   }
 
+  /**
+   * Single flight per key: concurrent callers share one run. A failure is answered from memory for
+   * `failureTtlMs` (and logged once), so a program probing one bad path many times does not hammer the
+   * registry; after that the next lookup tries again.
+   */
   #once<T>(key: string, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
     const failed = this.#failures.get(key);
     if (failed !== undefined) {
       if (failed.until > this.#now()) return Promise.reject(failed.error);
       this.#failures.delete(key);
     }
-    let flight = this.#flights.get(key) as Promise<T> | undefined;
-    if (flight === undefined) {
-      flight = run().then(
-        (value) => {
-          this.#flights.delete(key);
-          return value;
-        },
-        (error: unknown) => {
-          this.#flights.delete(key);
-          this.#rememberFailure(key, error);
-          const code = isTocfsError(error) ? ` (${error.code})` : '';
-          this.#log(`${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`);
-          throw error;
-        },
-      );
-      this.#flights.set(key, flight);
-    }
+    const flight = this.#flights.run(key, () =>
+      run().catch((error: unknown) => {
+        this.#rememberFailure(key, error);
+        const code = isTocfsError(error) ? ` (${error.code})` : '';
+        this.#log(`${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`);
+        throw error;
+      }),
+    ) as Promise<T>;
     return abortable(flight, signal, `lookup of ${key}`);
   }
 
@@ -337,19 +330,7 @@ class LayerView {
     if (entry === undefined) return undefined;
     let ino = this.#inos.get(entry);
     if (ino === undefined) this.#inos.set(entry, (ino = this.#next()));
-    return {
-      ino,
-      type: entry.type,
-      mode: entry.mode,
-      uid: entry.uid,
-      gid: entry.gid,
-      mtimeMs: entry.mtimeMs,
-      size: entry.size,
-      nlink: entry.nlink,
-      ...(entry.linkName !== undefined && { linkName: entry.linkName }),
-      ...(entry.devMajor !== undefined && { devMajor: entry.devMajor }),
-      ...(entry.devMinor !== undefined && { devMinor: entry.devMinor }),
-    };
+    return entryStat(entry, ino, entry.nlink);
   }
 
   readdir(path: string): readonly string[] | undefined {

@@ -3,21 +3,26 @@
  * the one decision of which kind serves a descriptor (`open`): the CVMFS copy where one is published, else
  * the layer's TOC where the manifest pins one, else the whole layer streamed once.
  */
-import { FormatError, InvalidOptionError } from '../errors.js';
+import { FormatError, InvalidOptionError, isTocfsError } from '../errors.js';
 import { estargzHintedPrefetchEnd } from '../formats/estargz/annotations.js';
-import { detectTocCodec, TOC_CODECS } from '../formats/estargz/codec.js';
+import { detectTocCodec, TOC_CODECS } from '../formats/codecs.js';
 import type { TocCodec, TocLimits } from '../formats/toc.js';
 import type { RegistryClient, RegistryStats } from '../registry/client.js';
+import { layerCompression } from '../registry/manifest.js';
 import type { Descriptor, RepositoryRef } from '../registry/types.js';
 import type { ChunkStoreStats } from './store/chunk-store.js';
 import { CvmfsLayers } from './cvmfs/cvmfs-layers.js';
 import type { CvmfsSource } from './cvmfs/cvmfs-source.js';
 import type { Figures } from './figures.js';
-import type { Layer, LayerFigures, LayerOpener } from './layer.js';
+import type { ImageContext, Layer, LayerFigures, LayerOpener, OpenLayerOptions } from './layer.js';
 import { abortable } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 import { openDiskStore } from './store/disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetch/fetcher.js';
-import { openFullLayer, type FullLayer } from './full/full-layer.js';
+import { FullLayer, openFullLayer, reopenFullLayer } from './full/full-layer.js';
+import { cachedSociToc, fetchSociToc } from './soci/open-soci.js';
+import { SociIndexes, type SociClient } from './soci/soci-index.js';
+import { SociLayer } from './soci/soci-layer.js';
 import type { LayerStats, VerifiedLayer } from './toc/toc-layer.js';
 import { MemoryChunkStore } from './store/memory-store.js';
 import { hasLazyToc, openLayer, type TocDetector } from './toc/open-layer.js';
@@ -28,7 +33,7 @@ import { offloadLargeSpans, ZstdWorkerPool } from './fetch/zstd-offload.js';
 
 export interface LayerServiceOptions {
   /** `streamBlob` is needed only by `open` for layers without a TOC. */
-  readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats' | 'streamBlob'>>;
+  readonly client: Pick<RegistryClient, 'readRange'> & Partial<Pick<RegistryClient, 'stats' | 'streamBlob' | 'referrers' | 'getManifest'>>;
   /** Holds `chunks/`, `tocs/` and `layers/`; created when missing, reused across restarts. */
   readonly cacheDir: string;
   /** Disk budget for chunks, bytes. */
@@ -67,7 +72,7 @@ export interface LayerService extends LayerOpener {
    * Concurrent calls for one digest share one open, and an opened layer is kept for the life of the
    * service. A failed open is not remembered.
    */
-  open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<Layer>;
+  open(repo: RepositoryRef, descriptor: Descriptor, opts?: OpenLayerOptions): Promise<Layer>;
   /** The layer by its TOC alone (FORMAT when the descriptor pins none); same rules as `open`. */
   openToc(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<VerifiedLayer>;
   /** The CVMFS layers (image records and flat trees are the image code's), when `cvmfs` was given. */
@@ -100,11 +105,14 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     ...(opts.maxRequestBytes !== undefined ? { maxRequestBytes: opts.maxRequestBytes } : {}),
   });
 
+  const log = opts.log ?? ((): void => {});
   const prereads = new Set<PrereadSource>();
   const opened = new Map<string, VerifiedLayer>();
-  const opening = new Map<string, Promise<VerifiedLayer>>();
-  const fullOpened = new Map<string, FullLayer>();
-  const fullOpening = new Map<string, Promise<FullLayer>>();
+  const opening = new SingleFlight<VerifiedLayer>();
+  // Layers without a TOC of their own: read through a zTOC (SOCI) where there is one, else pulled whole.
+  const plainOpened = new Map<string, FullLayer | SociLayer>();
+  const plainOpening = new SingleFlight<FullLayer | SociLayer>();
+  const sociIndexes = opts.client.referrers && opts.client.getManifest ? new SociIndexes(opts.client as SociClient, log) : undefined;
   let closed: Promise<void> | undefined;
 
   async function doOpen(repo: RepositoryRef, descriptor: Descriptor): Promise<VerifiedLayer> {
@@ -162,6 +170,39 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     });
   }
 
+  /**
+   * A layer without a TOC: the whole layer already in the disk cache (no network at all), else its zTOC
+   * (from the TOC cache, or the image's SOCI index) for span reads, else the whole layer pulled once. A
+   * zTOC that fails its checks is logged and the layer pulled whole: never a wrong byte.
+   */
+  async function doOpenPlain(repo: RepositoryRef, descriptor: Descriptor, image: ImageContext | undefined): Promise<FullLayer | SociLayer> {
+    const limits = opts.limits;
+    const cached = await reopenFullLayer({ cacheDir: opts.cacheDir, descriptor, ...(limits ? { limits } : {}) });
+    const layer = cached ?? (await openSoci(repo, descriptor, image)) ?? (await doOpenFull(repo, descriptor));
+    plainOpened.set(descriptor.digest, layer);
+    return layer;
+  }
+
+  async function openSoci(repo: RepositoryRef, descriptor: Descriptor, image: ImageContext | undefined): Promise<SociLayer | undefined> {
+    if (layerCompression(descriptor.mediaType) !== 'gzip') return undefined;
+    const limits = opts.limits;
+    let toc = await cachedSociToc(tocCache, descriptor, limits);
+    const tocSource = toc ? 'cache' : 'blob';
+    if (toc === undefined) {
+      const ref = image && sociIndexes ? (await sociIndexes.forImage(repo, image)).get(descriptor.digest) : undefined;
+      if (ref === undefined || !opts.client.streamBlob) return undefined;
+      try {
+        toc = await fetchSociToc(opts.client as Pick<RegistryClient, 'streamBlob'>, tocCache, repo, descriptor, ref, limits);
+      } catch (err) {
+        if (!isTocfsError(err) || (err.code !== 'FORMAT' && err.code !== 'BAD_DATA')) throw err;
+        log(`${err.message}: the layer is pulled whole instead`);
+        return undefined;
+      }
+    }
+    const source = registryBlobSource(opts.client as Pick<RegistryClient, 'readRange'>, repo, descriptor);
+    return new SociLayer({ toc, source, stores: { memory, disk }, tocSource });
+  }
+
   async function doOpenFull(repo: RepositoryRef, descriptor: Descriptor): Promise<FullLayer> {
     const client = opts.client;
     if (!client.streamBlob) throw new InvalidOptionError('client', 'needs streamBlob to open a layer without a TOC');
@@ -176,7 +217,6 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       await layer.close();
       throw new InvalidOptionError('layer service', 'closed');
     }
-    fullOpened.set(descriptor.digest, layer);
     return layer;
   }
 
@@ -188,36 +228,30 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   function openOnce<T>(
     digest: string,
     done: ReadonlyMap<string, T>,
-    inFlight: Map<string, Promise<T>>,
+    inFlight: SingleFlight<T>,
     start: () => Promise<T>,
     signal: AbortSignal | undefined,
   ): Promise<T> {
     if (closed) return Promise.reject(new InvalidOptionError('layer service', 'closed'));
     const layer = done.get(digest);
     if (layer) return Promise.resolve(layer);
-    let p = inFlight.get(digest);
-    if (!p) {
-      p = start().finally(() => inFlight.delete(digest));
-      p.catch(() => {});
-      inFlight.set(digest, p);
-    }
-    return abortable(p, signal, `open of layer ${digest}`);
+    return abortable(inFlight.run(digest, start), signal, `open of layer ${digest}`);
   }
 
-  function openRegistry(repo: RepositoryRef, descriptor: Descriptor, signal: AbortSignal | undefined): Promise<Layer> {
+  function openRegistry(repo: RepositoryRef, descriptor: Descriptor, callOpts: OpenLayerOptions = {}): Promise<Layer> {
     // A zstd layer with a footer but no annotation has nothing to verify its TOC against, so it is
     // pulled whole, like any layer without a TOC (containers/storage refuses such partial pulls too).
-    if (hasLazyToc(descriptor)) return openOnce(descriptor.digest, opened, opening, () => doOpen(repo, descriptor), signal);
-    return openOnce(descriptor.digest, fullOpened, fullOpening, () => doOpenFull(repo, descriptor), signal);
+    if (hasLazyToc(descriptor)) return openOnce(descriptor.digest, opened, opening, () => doOpen(repo, descriptor), callOpts.signal);
+    return openOnce(descriptor.digest, plainOpened, plainOpening, () => doOpenPlain(repo, descriptor, callOpts.image), callOpts.signal);
   }
 
-  const cvmfs = opts.cvmfs && new CvmfsLayers({ source: opts.cvmfs, openRegistry, log: opts.log ?? (() => {}) });
+  const cvmfs = opts.cvmfs && new CvmfsLayers({ source: opts.cvmfs, openRegistry, log });
 
   const service: LayerService = {
     cvmfs,
 
     open(repo, descriptor, callOpts = {}) {
-      return cvmfs ? cvmfs.open(repo, descriptor, callOpts.signal) : openRegistry(repo, descriptor, callOpts.signal);
+      return cvmfs ? cvmfs.open(repo, descriptor, callOpts) : openRegistry(repo, descriptor, callOpts);
     },
 
     openToc(repo, descriptor, callOpts = {}) {
@@ -237,16 +271,16 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
 
     figures() {
       const fetch = fetcher.stats();
-      const registryLayers = [...opened.values(), ...fullOpened.values()];
+      const registryLayers = [...opened.values(), ...plainOpened.values()];
       // A CVMFS layer's registry copy (opened for files CVMFS could not serve, or for its TOC) is part of it.
       const layers = new Map<string, LayerFigures>(registryLayers.map((l) => [l.digest, l.figures()]));
       for (const l of cvmfs?.served() ?? []) layers.set(l.digest, l.figures());
-      const full = [...fullOpened.values()].map((l) => l.figures());
+      const plain = [...plainOpened.values()].map((l) => l.figures());
       const registry = opts.client.stats?.();
       return {
-        bytesFetched: registry?.bytesReceived ?? fetch.bytesFetched + full.reduce((sum, f) => sum + f.bytesFetched, 0),
+        bytesFetched: registry?.bytesReceived ?? fetch.bytesFetched + plain.reduce((sum, f) => sum + f.bytesFetched, 0),
         bytesCvmfs: cvmfs?.source.stats().bytesRead ?? 0,
-        bytesCache: fetch.bytesFromMemory + fetch.bytesFromDisk + full.reduce((sum, f) => sum + f.bytesCache, 0),
+        bytesCache: fetch.bytesFromMemory + fetch.bytesFromDisk + plain.reduce((sum, f) => sum + f.bytesCache, 0),
         requests: registry?.requests ?? fetch.requests,
         bytesDiskPending: fetch.diskWritesPending,
         layers: Object.fromEntries(layers),
@@ -256,8 +290,8 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     close() {
       closed ??= (async () => {
         for (const p of prereads) p.dispose();
-        await Promise.allSettled([...opening.values(), ...fullOpening.values()]);
-        await Promise.allSettled([...fullOpened.values()].map((l) => l.close()));
+        await Promise.allSettled([...opening.values(), ...plainOpening.values()]);
+        await Promise.allSettled([...plainOpened.values()].map((l) => (l instanceof FullLayer ? l.close() : undefined)));
         await fetcher.close();
         await zstdPool.close();
         await tocCache.close();

@@ -79,9 +79,24 @@ export interface Layer {
   figures(): LayerFigures;
 }
 
+/** What the layer service may know of the image a layer is opened for (SOCI indexes refer to images). */
+export interface ImageContext {
+  /** The image (platform) manifest's digest: a SOCI v1 index's subject. */
+  readonly manifestDigest: string;
+  /** Its layers: which a SOCI index should cover. */
+  readonly layers: readonly Descriptor[];
+  /** The image index's descriptor of that manifest, when the reference named an index (SOCI v2's annotation). */
+  readonly indexDescriptor?: Descriptor;
+}
+
+export interface OpenLayerOptions {
+  readonly signal?: AbortSignal;
+  readonly image?: ImageContext;
+}
+
 /** What src/image needs to get layers: the layer service's decision of which kind serves each. */
 export interface LayerOpener {
-  open(repo: RepositoryRef, descriptor: Descriptor, opts?: { signal?: AbortSignal }): Promise<Layer>;
+  open(repo: RepositoryRef, descriptor: Descriptor, opts?: OpenLayerOptions): Promise<Layer>;
 }
 
 /** The ratio of fetched to whole, 0 for an empty (or unknown) whole. */

@@ -12,9 +12,10 @@ import { debuglog } from 'node:util';
 import type { Dispatcher } from 'undici';
 import { TocfsError } from '../errors.js';
 import { pickChallenge, parseChallenges, type Challenge } from './challenge.js';
-import { raceSignal, singleFlight } from './flight.js';
 import { basicAuthorization, fetchToken } from './token.js';
 import type { Credentials } from './types.js';
+import { abortable } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 
 const debug = debuglog('tocfs');
 
@@ -62,7 +63,7 @@ export class Authenticator {
   #now: () => number;
   #challenges = new Map<string, Challenge>();
   #tokens = new Map<string, CachedToken>();
-  #inflight = new Map<string, Promise<CachedToken>>();
+  #inflight = new SingleFlight<CachedToken>();
 
   constructor(opts: AuthenticatorOptions) {
     this.#o = opts;
@@ -89,8 +90,8 @@ export class Authenticator {
     const key = `${registry}\n${scope}`;
     const cached = this.#tokens.get(key);
     if (cached && cached.expiresAt > this.#now()) return { header: cached.header, fresh: false };
-    const issued = await raceSignal(
-      singleFlight(this.#inflight, key, () => this.#fetch(registry, scope, challenge)),
+    const issued = await abortable(
+      this.#inflight.run(key, () => this.#fetch(registry, scope, challenge)),
       signal,
     );
     return { header: issued.header, fresh: true };

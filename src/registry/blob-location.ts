@@ -14,8 +14,9 @@
  * redirect per such read the first time a redirecting registry is used.
  */
 import { debuglog } from 'node:util';
-import { raceSignal } from './flight.js';
 import { header, isRedirect, parseContentRange, type HttpResponse } from './http.js';
+import { abortable, deferred } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 
 const debug = debuglog('tocfs');
 
@@ -61,7 +62,7 @@ export class BlobLocator {
   #locations = new Map<string, BlobLocation>();
   #sizes = new Map<string, number>();
   /** The first claim out, by blob: resolves to the location, or undefined when the claim was abandoned. */
-  #inflight = new Map<string, Promise<BlobLocation | undefined>>();
+  #inflight = new SingleFlight<BlobLocation | undefined>();
   /** Per registry, whether its last resolving GET was answered with a redirect. */
   #redirects = new Map<string, boolean>();
 
@@ -82,7 +83,7 @@ export class BlobLocator {
       if (known && known.expiresAt > this.#now()) return known;
       const pending = this.#inflight.get(key);
       if (pending === undefined || this.#redirects.get(registry) !== true) return this.#claim(registry, repository, digest, key);
-      const loc = await raceSignal(pending, signal);
+      const loc = await abortable(pending, signal);
       if (loc !== undefined) return loc;
     }
   }
@@ -103,20 +104,18 @@ export class BlobLocator {
   }
 
   #claim(registry: string, repository: string, digest: string, key: string): LocationClaim {
-    let resolve!: (loc: BlobLocation | undefined) => void;
-    const answer = new Promise<BlobLocation | undefined>((r) => (resolve = r));
-    if (!this.#inflight.has(key)) this.#inflight.set(key, answer);
+    // Only the first claim out is the blob's flight, which others wait on; a later one is no one's.
+    const answer = this.#inflight.has(key) ? deferred<BlobLocation | undefined>() : this.#inflight.begin(key);
     this.#o.onResolve?.();
     let open = true;
     const settle = (loc: BlobLocation | undefined): BlobLocation | undefined => {
       if (!open) return loc;
       open = false;
-      if (this.#inflight.get(key) === answer) this.#inflight.delete(key);
       if (loc !== undefined) {
         this.#redirects.set(registry, loc.target !== undefined);
         this.#store(registry, repository, digest, loc);
       }
-      resolve(loc);
+      answer.resolve(loc);
       return loc;
     };
     return {

@@ -7,6 +7,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import { InvalidReferenceError } from '../errors.js';
 import { digestProblem } from './digest.js';
 import type { ImageReference } from './types.js';
+import { isSha256Hex } from '../util/sha256-digest.js';
 
 export const DOCKER_HUB = 'docker.io';
 const DOCKER_HUB_ENDPOINT = 'registry-1.docker.io';
@@ -23,7 +24,6 @@ const TAG = /^\w[\w.-]*$/;
 const DOMAIN_COMPONENT = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const BRACKETED_HOST = /^\[([^\]]*)\](?::(.*))?$/;
 // distribution refuses a bare 64-hex name: Docker reads it as an image ID, so it can never name a repository.
-const IMAGE_ID = /^[a-f0-9]{64}$/;
 
 export interface ParseReferenceOptions {
   /** The tag when the reference names neither tag nor digest; `latest` unless given. */
@@ -42,7 +42,7 @@ export function parseReference(input: string, opts: ParseReferenceOptions = {}):
   const slash = name.indexOf('/');
   const first = slash < 0 ? '' : name.slice(0, slash);
   const hasHost = slash >= 0 && (first.includes('.') || first.includes(':') || first === 'localhost');
-  if (IMAGE_ID.test(name)) fail(input, 'a 64-hex name is an image ID, not a repository');
+  if (isSha256Hex(name)) fail(input, 'a 64-hex name is an image ID, not a repository');
   return build(input, hasHost ? first : undefined, hasHost ? name.slice(slash + 1) : name, tag, digest, opts);
 }
 

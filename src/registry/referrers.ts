@@ -12,7 +12,6 @@
  */
 import { FormatError, isTocfsError } from '../errors.js';
 import { pullScope } from './auth.js';
-import type { BlobDeps } from './blobs.js';
 import { parseDigest } from './digest.js';
 import { readBody, statusError } from './http.js';
 import { MAX_MANIFEST_BYTES, MEDIA_TYPE_OCI_INDEX, parseManifest } from './manifest.js';

@@ -8,9 +8,10 @@ import type { Readable } from 'node:stream';
 import { debuglog } from 'node:util';
 import type { Dispatcher } from 'undici';
 import type { Authenticator, Authorization } from './auth.js';
-import { raceSignal, singleFlight } from './flight.js';
 import { discard, drop, type HttpMethod, pathOnly, type RequestContext, type HttpResponse } from './http.js';
 import { registryEndpoint } from './reference.js';
+import { abortable } from '../util/abort.js';
+import { SingleFlight } from '../util/single-flight.js';
 
 const debug = debuglog('tocfs');
 
@@ -48,7 +49,7 @@ const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|HOSTN
 export class Transport {
   #o: TransportOptions;
   #origins = new Map<string, string>();
-  #probes = new Map<string, Promise<string>>();
+  #probes = new SingleFlight<string>();
 
   constructor(opts: TransportOptions) {
     this.#o = opts;
@@ -63,7 +64,7 @@ export class Transport {
   async origin(registry: string, signal?: AbortSignal): Promise<string> {
     const known = this.#origins.get(registry);
     if (known !== undefined) return known;
-    return raceSignal(singleFlight(this.#probes, registry, () => this.#probe(registry)), signal);
+    return abortable(this.#probes.run(registry, () => this.#probe(registry)), signal);
   }
 
   /** Sends to the registry with its credentials; returns the response whatever its status. */

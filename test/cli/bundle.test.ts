@@ -7,10 +7,13 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { builtinModules } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { compress } from 'zstd-napi';
 import { runTocfsBin } from '../support/cli.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bundle = join(root, 'dist', 'tocfs.mjs');
+const zstdWorker = join(root, 'dist', 'zstd-worker.mjs');
 const NATIVE_ADDONS = ['fuse-native', 'zstd-napi', '@napi-rs/xattr'];
 
 async function newestSource(dir: string): Promise<{ file: string; mtimeMs: number }> {
@@ -61,4 +64,24 @@ t.test('the bundled CLI runs: usage, and a usage error with its exit code', asyn
   const bad = await runTocfsBin(['mount'], process.env);
   t.equal(bad.code, 2, 'a usage error exits 2');
   t.match(bad.err, /mount/);
+});
+
+// The zstd worker thread is a second bundle the first starts by URL relative to itself: it must be there,
+// self-contained like the CLI's, named so by the CLI's bundle, and decompress.
+t.test('the zstd worker bundle sits next to the CLI bundle and decompresses', async (t) => {
+  const cli = await readFile(bundle, 'utf8');
+  t.match(cli, /new URL\(`\.\/zstd-worker\$\{extname\(fileURLToPath\(import\.meta\.url\)\)\}`, import\.meta\.url\)/, 'the CLI starts ./zstd-worker + its own extension');
+  const specs = specifiersOf(await readFile(zstdWorker, 'utf8'));
+  t.same([...specs].filter((s) => !isBuiltin(s) && !NATIVE_ADDONS.includes(packageOf(s))), [], 'nothing outside but builtins and addons');
+  const worker = new Worker(zstdWorker);
+  t.teardown(() => worker.terminate());
+  const plain = Buffer.alloc(3 << 20, 'tocfs ');
+  const span = new Uint8Array(compress(plain));
+  const reply = await new Promise<{ id: number; bytes?: Uint8Array; error?: unknown }>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.postMessage({ id: 7, span, max: 4 << 20 });
+  });
+  t.equal(reply.id, 7);
+  t.ok(reply.bytes && Buffer.from(reply.bytes).equals(plain), 'the bytes come back whole');
 });

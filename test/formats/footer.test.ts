@@ -5,7 +5,8 @@ import { estargzZstdCodec, zstdChunkedCodec } from '../../src/formats/zstd/codec
 import { gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { FormatError } from '../../src/errors.js';
-import { MAX_FOOTER_LENGTH, detectTocCodec, estargzCodec, legacyStargzCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
+import { estargzCodec, legacyStargzCodec } from '../../src/formats/estargz/codec.js';
 import {
   ESTARGZ_FOOTER_LENGTH,
   LEGACY_FOOTER_LENGTH,

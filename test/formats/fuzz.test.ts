@@ -3,7 +3,8 @@
 // TypeError, RangeError, hang or crash). Deterministic: a failure names its seed and mutation.
 import t from 'tap';
 import { TocfsError } from '../../src/errors.js';
-import { MAX_FOOTER_LENGTH, detectTocCodec, estargzCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
+import { estargzCodec } from '../../src/formats/estargz/codec.js';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { RawTocEntry, TocIndex } from '../../src/formats/toc.js';
 import { blobWithToc, buildEstargz, tocMember } from '../support/estargz-build.js';

@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import t from 'tap';
 import { Header, Pax } from 'tar';
 import { TocfsError } from '../../src/errors.js';
-import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
 import { encodeFooter } from '../../src/formats/estargz/footer.js';
 import { indexToc } from '../../src/formats/toc-index.js';
 import type { RawTocEntry, TocLimits } from '../../src/formats/toc.js';

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
 import { parseZstdAnnotations } from '../../src/formats/zstd/annotations.js';
 import { readRange } from '../support/format-suite.js';
 

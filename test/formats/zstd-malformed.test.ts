@@ -4,7 +4,7 @@
 import t from 'tap';
 import { compress } from 'zstd-napi';
 import { TocfsError } from '../../src/errors.js';
-import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
 import { parseZstdAnnotations } from '../../src/formats/zstd/annotations.js';
 import { zstdChunkedCodec, estargzZstdCodec } from '../../src/formats/zstd/codec.js';
 import type { TocLimits } from '../../src/formats/toc.js';

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Test } from 'tap';
 import { DigestMismatchError, TocfsError } from '../../src/errors.js';
-import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/estargz/codec.js';
+import { MAX_FOOTER_LENGTH, detectTocCodec } from '../../src/formats/codecs.js';
 import type { DecodedToc, TocChunk, TocCodec, TocEntry, TocIndex } from '../../src/formats/toc.js';
 import { contentBytes, type TarEntry } from './tar-dsl.js';
 import { VECTORS, type Vector } from './vectors.js';

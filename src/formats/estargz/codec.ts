@@ -1,6 +1,6 @@
 /**
- * eStargz (51-byte footer) and legacy CRFS stargz (47-byte footer) as `TocCodec`s, the gzip span
- * decompressor they share, and `detectTocCodec`. Bytes in, values out: the fetch choreography around
+ * eStargz (51-byte footer) and legacy CRFS stargz (47-byte footer) as `TocCodec`s, and the gzip span
+ * decompressor they share (the list of every codec, and detection, are ../codecs.ts). Bytes in, values out: the fetch choreography around
  * them lives in src/layers (STYLE.md item 1).
  */
 import { createHash } from 'node:crypto';
@@ -12,7 +12,6 @@ import { parseTocJson } from '../toc-json.js';
 import type { DecodedToc, TocCodec, TocFormat, TocLimits, TocLocation } from '../toc.js';
 import { ESTARGZ_FOOTER_LENGTH, LEGACY_FOOTER_LENGTH, parseEstargzFooter, parseLegacyFooter, type ParsedFooter } from './footer.js';
 import { tocJsonFromTar } from './toc-tar.js';
-import { estargzZstdCodec, zstdChunkedCodec } from '../zstd/codec.js';
 
 /** Room for the tar header, PAX records, padding and end-of-archive blocks around the JSON. */
 const TAR_OVERHEAD = 64 << 10;
@@ -152,41 +151,3 @@ export const estargzCodec: TocCodec = Object.freeze(new GzipTocCodec('estargz-gz
 
 /** The original CRFS stargz; same TOC, shorter footer. */
 export const legacyStargzCodec: TocCodec = Object.freeze(new GzipTocCodec('stargz-legacy', LEGACY_FOOTER_LENGTH, parseLegacyFooter));
-
-/**
- * Every codec detectTocCodec tries, most specific first. The zstd footers cannot be mistaken for gzip
- * ones (a skippable frame header and an 8-byte magic), so their order among the gzip ones is free.
- */
-export const TOC_CODECS: readonly TocCodec[] = Object.freeze([zstdChunkedCodec, estargzZstdCodec, estargzCodec, legacyStargzCodec]);
-
-/** How many tail bytes a caller fetches so that every codec can look at its footer. */
-export const MAX_FOOTER_LENGTH = Math.max(...TOC_CODECS.map((c) => c.footerLength));
-
-export interface DetectOptions {
-  /** Named in the error, e.g. `sha256:…`. */
-  readonly layer?: string;
-  readonly codecs?: readonly TocCodec[];
-}
-
-/**
- * Tries every codec on the blob's tail and keeps every reason (STYLE.md item 3, stargz estargz.go
- * `parseFooter`). `tail` is the blob's last min(blobSize, MAX_FOOTER_LENGTH) bytes or more.
- * Throws a FormatError whose cause is an AggregateError of each codec's refusal.
- */
-export function detectTocCodec(tail: Uint8Array, blobSize: number, opts: DetectOptions = {}): { codec: TocCodec; location: TocLocation } {
-  const reasons: Error[] = [];
-  for (const codec of opts.codecs ?? TOC_CODECS) {
-    if (tail.length < codec.footerLength) {
-      reasons.push(new FormatError(`${codec.format}: the tail has ${tail.length} bytes, the footer needs ${codec.footerLength}`));
-      continue;
-    }
-    try {
-      return { codec, location: codec.parseFooter(tail.subarray(tail.length - codec.footerLength), blobSize) };
-    } catch (err) {
-      if (!(err instanceof TocfsError)) throw err;
-      reasons.push(err);
-    }
-  }
-  const message = `layer ${opts.layer ?? '(unnamed)'} has no TOC footer tocfs understands`;
-  throw new FormatError(message, { cause: new AggregateError(reasons, message) });
-}

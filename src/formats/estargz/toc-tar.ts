@@ -8,8 +8,7 @@
 import { FormatError } from '../../errors.js';
 import { BLOCK_SIZE, cString, parseHeaderBlock } from '../tar/header.js';
 import { TarReader, type TarEvent, type TarHeader } from '../tar/reader.js';
-
-export const TOC_TAR_NAME = 'stargz.index.json';
+import { TOC_TAR_NAME } from '../whiteouts.js';
 
 /** PAX or GNU long-name records before the TOC header are small; anything bigger is not a TOC. */
 const MAX_EXTENDED_HEADER = 64 << 10;

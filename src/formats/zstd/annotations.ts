@@ -7,6 +7,7 @@
 import { FormatError } from '../../errors.js';
 import type { TocFormat, TocLocation } from '../toc.js';
 import { ZSTD_CHUNKED_FOOTER_LENGTH, ZSTD_LEGACY_FOOTER_LENGTH } from './footer.js';
+import { isSha256Digest } from '../../util/sha256-digest.js';
 
 export const ZSTD_CHUNKED_ANNOTATIONS = {
   /** sha256 of the compressed TOC bytes. */
@@ -22,7 +23,6 @@ export const LEGACY_ZSTD_CHUNKED_ANNOTATIONS = {
   position: 'io.containers.zstd-chunked.manifest-position',
 } as const;
 
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
 const POSITION = /^(\d{1,16}):(\d{1,16}):(\d{1,16}):(\d{1,16})$/;
 
 export interface ZstdAnnotations {
@@ -49,7 +49,7 @@ export function parseZstdAnnotations(annotations: Readonly<Record<string, string
     const position = annotations[names.position];
     if (checksum === undefined && position === undefined) continue;
     if (checksum === undefined) throw new FormatError(`${names.position} without ${names.checksum}: the TOC cannot be verified`);
-    if (!SHA256.test(checksum)) throw new FormatError(`${names.checksum} ${JSON.stringify(checksum.slice(0, 80))} is not a sha256 digest`);
+    if (!isSha256Digest(checksum)) throw new FormatError(`${names.checksum} ${JSON.stringify(checksum.slice(0, 80))} is not a sha256 digest`);
     if (position === undefined) return { compressedTocDigest: checksum, generation };
     const m = POSITION.exec(position);
     if (!m) throw new FormatError(`${names.position} ${JSON.stringify(position.slice(0, 80))} is not offset:length:uncompressedLength:type`);

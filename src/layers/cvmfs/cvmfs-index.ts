@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import { TocfsError } from '../../errors.js';
 import type { TocEntry } from '../../formats/toc.js';
 import { readXattrs } from './xattrs.js';
+import { OPAQUE_WHITEOUT, opaqueMarkerPath, whiteoutFor } from '../../formats/whiteouts.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
-const WHITEOUT_PREFIX = '.wh.';
-const OPAQUE = '.wh..wh..opq';
 const OVERLAY_OPAQUE = 'trusted.overlay.opaque';
 /** overlayfs's own attributes describe the layer's encoding, not the image's files. */
 const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
@@ -43,7 +43,7 @@ export class CvmfsDirIndex {
   readonly #opts: DirIndexOptions;
   readonly #entries = new Map<string, TocEntry>();
   readonly #children = new Map<string, Map<string, TocEntry>>();
-  readonly #listing = new Map<string, Promise<void>>();
+  readonly #listing = new SingleFlight<void>();
   /** Files with nlink > 1 by `dev:ino`, so every name of a hardlinked file shares one entry (one inode). */
   readonly #byInode = new Map<string, Promise<TocEntry>>();
   /** Directories found opaque by overlay xattr, whose listing gains a `.wh..wh..opq` child. */
@@ -97,12 +97,7 @@ export class CvmfsDirIndex {
   /** Lists the directory at `path`; concurrent callers share one listing. Its parent must be listed. */
   listDir(path: string): Promise<void> {
     if (this.#children.has(path)) return Promise.resolve();
-    let flight = this.#listing.get(path);
-    if (flight === undefined) {
-      flight = this.#list(path).finally(() => this.#listing.delete(path));
-      this.#listing.set(path, flight);
-    }
-    return flight;
+    return this.#listing.run(path, () => this.#list(path));
   }
 
   async #list(path: string): Promise<void> {
@@ -130,12 +125,12 @@ export class CvmfsDirIndex {
       if (!children.has(name)) children.set(name, child);
     }
     const prefix = path === '' ? '' : `${path}/`;
-    if (this.#opaqueByXattr.has(path) && !children.has(OPAQUE)) children.set(OPAQUE, this.#entries.get(prefix + OPAQUE)!);
+    if (this.#opaqueByXattr.has(path) && !children.has(OPAQUE_WHITEOUT)) children.set(OPAQUE_WHITEOUT, this.#entries.get(prefix + OPAQUE_WHITEOUT)!);
     for (const [name, child] of children) {
       this.#entries.set(prefix + name, child);
       // #noteOpaque recorded a child directory's opaque marker before the directory itself: move it after
       // it, so that walk() lists parents before children, as a TocIndex does.
-      const marker = `${prefix}${name}/${OPAQUE}`;
+      const marker = `${prefix}${name}/${OPAQUE_WHITEOUT}`;
       const noted = child.type === 'dir' ? this.#entries.get(marker) : undefined;
       if (noted !== undefined) {
         this.#entries.delete(marker);
@@ -159,7 +154,7 @@ export class CvmfsDirIndex {
     }
     if (this.#opts.whiteouts && st.isCharacterDevice() && st.rdev === 0n) {
       // overlayfs's whiteout: shown as the tar's `.wh.NAME`, an empty regular file as in the layer tar.
-      const wh = `${WHITEOUT_PREFIX}${name}`;
+      const wh = whiteoutFor(name);
       return [wh, markerEntry(parent === '' ? wh : `${parent}/${wh}`, st)];
     }
     if (st.isSocket()) return undefined;
@@ -183,9 +178,9 @@ export class CvmfsDirIndex {
    * parent): a `.wh..wh..opq` file in it, or overlayfs's `trusted.overlay.opaque=y` on it.
    */
   async #noteOpaque(path: string, abs: string, opaqueXattr: boolean): Promise<void> {
-    const markerPath = path === '' ? OPAQUE : `${path}/${OPAQUE}`;
+    const markerPath = opaqueMarkerPath(path);
     try {
-      const st = await lstat(join(abs, OPAQUE), { bigint: true });
+      const st = await lstat(join(abs, OPAQUE_WHITEOUT), { bigint: true });
       this.#entries.set(markerPath, markerEntry(markerPath, st));
       return;
     } catch (err) {

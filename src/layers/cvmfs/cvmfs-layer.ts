@@ -16,7 +16,8 @@ import { TocfsError } from '../../errors.js';
 import type { TocEntry } from '../../formats/toc.js';
 import type { CvmfsDirIndex } from './cvmfs-index.js';
 import { CvmfsFileError, type CvmfsSource } from './cvmfs-source.js';
-import type { BytesSource, Layer, LayerFigures, LayerFormat, LayerIndex, LayerReadOptions, TreeSource } from '../layer.js';
+import { clampedRange, ownRegularFile, type BytesSource, type Layer, type LayerFigures, type LayerFormat, type LayerIndex, type LayerReadOptions, type TreeSource } from '../layer.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
 export interface CvmfsLayerStats {
   readonly digest: string;
@@ -78,8 +79,8 @@ export class CvmfsLayer implements Layer {
   readonly #source: CvmfsSource;
   readonly #fallback: (() => Promise<Layer>) | undefined;
   readonly #log: (line: string) => void;
-  #registry: Promise<Layer> | undefined;
-  #registryOpened: Layer | undefined;
+  #registry: Layer | undefined;
+  readonly #registryOpening = new SingleFlight<Layer>();
   #logged = false;
   readonly #counting: Counting = { bytesCvmfs: 0, bytesRegistry: 0, fallbackFiles: new Set() };
 
@@ -98,8 +99,8 @@ export class CvmfsLayer implements Layer {
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
     // The file is read by its path: an entry of another layer at a path this layer also has would read
     // this layer's bytes, and a FIFO or device entry would open the node itself.
-    if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
-    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    ownRegularFile(this, entry);
+    clampedRange(entry, offset, length);
     // Nothing to read at or past the end. A whiteout in overlayfs's form (a char device 0/0 shown as an
     // empty `.wh.NAME` file) has no file on layerfs at all: reading it must not open the registry's copy.
     if (offset >= entry.size || length === 0) return new Uint8Array(0);
@@ -130,7 +131,7 @@ export class CvmfsLayer implements Layer {
   }
 
   figures(): LayerFigures {
-    return figuresOf(this.stats(), this.#registryOpened);
+    return figuresOf(this.stats(), this.#registry);
   }
 
   /** Later reads of the file go straight to the registry (its CVMFS copy is known bad for this mount). */
@@ -142,17 +143,8 @@ export class CvmfsLayer implements Layer {
   }
 
   #registryCopy(): Promise<Layer> {
-    if (this.#registry === undefined) {
-      const opening = this.#fallback!();
-      this.#registry = opening;
-      opening.then(
-        (layer) => (this.#registryOpened = layer),
-        () => {
-          if (this.#registry === opening) this.#registry = undefined;
-        },
-      );
-    }
-    return this.#registry;
+    if (this.#registry !== undefined) return Promise.resolve(this.#registry);
+    return this.#registryOpening.run('', async () => (this.#registry = await this.#fallback!()));
   }
 }
 
@@ -188,8 +180,8 @@ export class CvmfsBackedLayer implements Layer {
 
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
     // As CvmfsLayer.read: only this layer's regular files are looked for on layerfs (by their path).
-    if (this.index.lookup(entry.path) !== entry) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(entry.path)}`);
-    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`);
+    ownRegularFile(this, entry);
+    clampedRange(entry, offset, length);
     // The verified TOC says where the file ends: nothing to read at or past it, on CVMFS or elsewhere.
     if (offset >= entry.size || length === 0) return new Uint8Array(0);
     if (!this.#counting.fallbackFiles.has(entry.path)) {

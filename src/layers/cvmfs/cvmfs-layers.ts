@@ -12,30 +12,33 @@
  * One open per layer digest for the life of the service; a failed open is not remembered.
  */
 import { CvmfsDirIndex } from './cvmfs-index.js';
-import type { Layer } from '../layer.js';
+import type { Layer, OpenLayerOptions } from '../layer.js';
 import { CvmfsBackedLayer, CvmfsLayer } from './cvmfs-layer.js';
 import type { CvmfsSource } from './cvmfs-source.js';
 import { join } from 'node:path';
 import { TOC_DIGEST_ANNOTATION } from '../toc/open-layer.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
+import { SingleFlight } from '../../util/single-flight.js';
 
 export type CvmfsServedLayer = CvmfsLayer | CvmfsBackedLayer;
 
 export interface CvmfsLayersOptions {
   readonly source: CvmfsSource;
   /** The registry's copy of a layer: a TOC layer, or the whole layer when it has none. */
-  openRegistry(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer>;
+  openRegistry(repo: RepositoryRef, descriptor: Descriptor, opts?: OpenLayerOptions): Promise<Layer>;
   readonly log: (line: string) => void;
 }
 
 export class CvmfsLayers {
   readonly source: CvmfsSource;
   readonly #opts: CvmfsLayersOptions;
-  readonly #opened = new Map<string, Promise<Layer | CvmfsServedLayer>>();
+  readonly #opened = new Map<string, Layer | CvmfsServedLayer>();
+  readonly #opening = new SingleFlight<Layer | CvmfsServedLayer>();
   readonly #served = new Map<string, CvmfsServedLayer>();
   /** Layer digests listed by a DUCC manifest record that matched the image being opened. */
   readonly #confirmed = new Set<string>();
-  readonly #flats = new Map<string, Promise<CvmfsLayer>>();
+  readonly #flats = new Map<string, CvmfsLayer>();
+  readonly #flatOpening = new SingleFlight<CvmfsLayer>();
 
   constructor(opts: CvmfsLayersOptions) {
     this.source = opts.source;
@@ -47,32 +50,30 @@ export class CvmfsLayers {
     for (const d of digests) this.#confirmed.add(d);
   }
 
-  open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer | CvmfsServedLayer> {
+  open(repo: RepositoryRef, descriptor: Descriptor, opts: OpenLayerOptions = {}): Promise<Layer | CvmfsServedLayer> {
     const key = descriptor.digest;
-    let p = this.#opened.get(key);
-    if (p === undefined) {
-      p = this.#open(repo, descriptor, signal);
-      this.#opened.set(key, p);
-      p.catch(() => this.#opened.delete(key));
-    }
-    return p;
+    const opened = this.#opened.get(key);
+    if (opened !== undefined) return Promise.resolve(opened);
+    return this.#opening.run(key, async () => {
+      const layer = await this.#open(repo, descriptor, opts);
+      this.#opened.set(key, layer);
+      return layer;
+    });
   }
 
   /** A `.flat` tree for the config digest, served as the image's one layer; undefined when there is none. */
   async openFlat(configDigest: string): Promise<CvmfsLayer | undefined> {
     const dir = await this.source.flatDir(configDigest);
     if (dir === undefined) return undefined;
-    let p = this.#flats.get(configDigest);
-    if (p === undefined) {
-      p = CvmfsDirIndex.open(dir, { whiteouts: false, format: 'cvmfs-flat' }).then((index) => {
-        const layer = new CvmfsLayer({ digest: configDigest, index, source: this.source, log: this.#opts.log });
-        this.#served.set(`flat:${configDigest}`, layer);
-        return layer;
-      });
-      this.#flats.set(configDigest, p);
-      p.catch(() => this.#flats.delete(configDigest));
-    }
-    return p;
+    const flat = this.#flats.get(configDigest);
+    if (flat !== undefined) return flat;
+    return this.#flatOpening.run(configDigest, async () => {
+      const index = await CvmfsDirIndex.open(dir, { whiteouts: false, format: 'cvmfs-flat' });
+      const layer = new CvmfsLayer({ digest: configDigest, index, source: this.source, log: this.#opts.log });
+      this.#served.set(`flat:${configDigest}`, layer);
+      this.#flats.set(configDigest, layer);
+      return layer;
+    });
   }
 
   /** Every layer CVMFS serves (or backs) so far. */
@@ -80,16 +81,17 @@ export class CvmfsLayers {
     return [...this.#served.values()];
   }
 
-  async #open(repo: RepositoryRef, descriptor: Descriptor, signal?: AbortSignal): Promise<Layer | CvmfsServedLayer> {
+  async #open(repo: RepositoryRef, descriptor: Descriptor, opts: OpenLayerOptions = {}): Promise<Layer | CvmfsServedLayer> {
     const { digest } = descriptor;
     const state = await this.source.layerState(digest);
-    if (state === 'absent') return this.#opts.openRegistry(repo, descriptor, signal);
+    if (state === 'absent') return this.#opts.openRegistry(repo, descriptor, opts);
     const layerfs = join(this.source.layerDir(digest)!, 'layerfs');
-    const registry = (): Promise<Layer> => this.#opts.openRegistry(repo, descriptor);
+    // The registry's copy for files CVMFS fails to serve: through the image's SOCI index where it has one.
+    const registry = (): Promise<Layer> => this.#opts.openRegistry(repo, descriptor, opts.image ? { image: opts.image } : {});
     if (state === 'unconfirmed' && !this.#confirmed.has(digest)) {
       if (descriptor.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined) {
         try {
-          const inner = await this.#opts.openRegistry(repo, descriptor, signal);
+          const inner = await this.#opts.openRegistry(repo, descriptor, opts);
           const backed = new CvmfsBackedLayer({ inner, layerfs, source: this.source, log: this.#opts.log });
           this.#served.set(digest, backed);
           this.#opts.log(`layer ${digest}: ${layerfs} has no DUCC record yet (still ingesting?): tree from the registry's TOC, bytes from CVMFS where present`);
@@ -106,7 +108,7 @@ export class CvmfsLayers {
       index = await CvmfsDirIndex.open(layerfs, { whiteouts: true, format: 'cvmfs' });
     } catch (err) {
       this.#opts.log(`layer ${digest}: ${layerfs} unusable (${(err as Error).message}): the layer comes from the registry`);
-      return this.#opts.openRegistry(repo, descriptor, signal);
+      return this.#opts.openRegistry(repo, descriptor, opts);
     }
     const layer = new CvmfsLayer({ digest, index, source: this.source, fallback: registry, log: this.#opts.log });
     this.#served.set(digest, layer);

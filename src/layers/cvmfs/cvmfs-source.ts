@@ -14,6 +14,7 @@ import { constants } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TocfsError } from '../../errors.js';
+import { sha256DigestHex } from '../../util/sha256-digest.js';
 
 /** Where a layer stands on CVMFS. */
 export type CvmfsLayerState =
@@ -43,12 +44,11 @@ export interface CvmfsSourceStats {
   readonly failedReads: number;
 }
 
-const SHA256 = /^sha256:([0-9a-f]{64})$/;
 /** Largest DUCC manifest record read (a manifest is a few KiB). */
 const MAX_MANIFEST_BYTES = 4 << 20;
 
 export function hexOf(digest: string): string | undefined {
-  return SHA256.exec(digest)?.[1];
+  return sha256DigestHex(digest);
 }
 
 export class CvmfsSource {

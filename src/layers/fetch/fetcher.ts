@@ -20,7 +20,8 @@
 import { InvalidOptionError, TocfsError } from '../../errors.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { cacheErrorChannel, publish } from '../events.js';
-import { abortable, deferred, type Deferred } from '../../util/abort.js';
+import { AbortScope, abortable, deferred, type Deferred } from '../../util/abort.js';
+import { SingleFlight } from '../../util/single-flight.js';
 import { finalError, planRef, type ChunkRef, type Unit } from './fetch-plan.js';
 import type { ChunkLayer, FetchFigures } from './chunk-layer.js';
 import { assembleUnit, readSpans, reportVerifyFailure, spanNeeds, type SpanFetch } from './span-reads.js';
@@ -107,11 +108,11 @@ export class ChunkFetcher {
   readonly #maxRequest: number;
   readonly #maxWholeFile: number;
   readonly #maxSpanOutput: number;
-  readonly #units = new Map<string, Promise<Uint8Array>>();
-  readonly #spans = new Map<string, Promise<Uint8Array>>();
+  readonly #units = new SingleFlight<Uint8Array>();
+  readonly #spans = new SingleFlight<Uint8Array>();
   readonly #background = new Set<Promise<unknown>>();
   readonly #diskWrites: WriteBehind | undefined;
-  readonly #closing = new AbortController();
+  readonly #closing = new AbortScope();
   readonly #gathering = new Gatherer<ChunkLayer, Pending>((layer, pendings) => this.#fetchAndSettle(layer, pendings, { gather: true }));
   #figures = { requests: 0, bytesFetched: 0, bytesFromMemory: 0, bytesFromDisk: 0, unitsVerified: 0, verifyFailures: 0, retries: 0, joins: 0, readAhead: 0 };
 
@@ -174,17 +175,14 @@ export class ChunkFetcher {
         waits.set(unit.key, flying);
         return;
       }
-      const d = deferred<Uint8Array>();
-      this.#units.set(unit.key, d.promise);
+      const d = this.#units.begin(unit.key);
       mine.push({ unit, d, used: used.get(unit.key)! });
       waits.set(unit.key, d.promise);
     });
     if (mine.length > 0) {
       extra.forEach((unit, i) => {
         if (extraHits[i] !== undefined || this.#units.has(unit.key)) return;
-        const d = deferred<Uint8Array>();
-        d.promise.catch(() => {}); // nobody waits for read-ahead: its failure is no one's error
-        this.#units.set(unit.key, d.promise);
+        const d = this.#units.begin(unit.key); // nobody waits for read-ahead: its failure is no one's error
         mine.push({ unit, d, used: 0 }); // read-ahead: no caller takes bytes from it now
         this.#figures.readAhead++;
       });
@@ -239,7 +237,6 @@ export class ChunkFetcher {
   }
 
   #settle(p: Pending, bytes: Uint8Array | undefined, err?: unknown): void {
-    if (this.#units.get(p.unit.key) === p.d.promise) this.#units.delete(p.unit.key);
     if (bytes !== undefined) p.d.resolve(bytes);
     else p.d.reject(err);
   }
@@ -334,8 +331,7 @@ export class ChunkFetcher {
         spans.set(key, flying);
         continue;
       }
-      const d = deferred<Uint8Array>();
-      if (attempt === 1) this.#spans.set(key, d.promise);
+      const d = attempt === 1 ? this.#spans.begin(key) : deferred<Uint8Array>();
       spans.set(key, d.promise);
       toFetch.push({ key, span, d });
     }
@@ -344,14 +340,11 @@ export class ChunkFetcher {
       maxRequestBytes: opts.oneRequest ? Infinity : this.#maxRequest,
       attempt,
       patient: opts.gather === true,
-      signal: this.#closing.signal,
+      closing: this.#closing,
       maxOut: (key) => Math.max(needs.get(key)!.need, this.#maxSpanOutput),
       need: (key) => needs.get(key)!.need,
       count: (what, n) => this.#count(layer, what, n),
       busy: () => this.#diskWrites?.busy(),
-      settled: (key, promise) => {
-        if (this.#spans.get(key) === promise) this.#spans.delete(key);
-      },
     });
 
     const failed: Pending[] = [];

@@ -4,12 +4,12 @@
  */
 import { DigestMismatchError } from '../../errors.js';
 import { fetchRangeChannel, publish, verifyFailChannel } from '../events.js';
-import type { Deferred } from '../../util/abort.js';
+import type { AbortScope, Deferred } from '../../util/abort.js';
 import { BadBytes, describeUnit, mergeSpans, spanKey, unitChunks, type Span, type Unit } from './fetch-plan.js';
 import type { ChunkLayer, FetchFigures } from './chunk-layer.js';
 import { sha256Hex } from '../../util/sha256.js';
 
-/** A span to read, and the deferred its decompressed bytes settle. */
+/** A span to read, and the deferred its decompressed bytes settle (a first read's ends its single flight). */
 export interface SpanFetch {
   readonly key: string;
   readonly span: Span;
@@ -25,15 +25,14 @@ export interface SpanReadContext {
   readonly attempt: 1 | 2;
   /** A background read: it waits for its piece's turn in a layer's prioritised head (preread-source.ts). */
   readonly patient: boolean;
-  readonly signal: AbortSignal;
+  /** Aborts the reads when the fetcher closes; each read gets a signal of its own (AbortScope). */
+  readonly closing: AbortScope;
   /** Decompression-bomb guard, and the bytes the units need, of the span under `key`. */
   maxOut(key: string): number;
   need(key: string): number;
   count(what: keyof FetchFigures, n: number): void;
   /** A read goes to the source (the write-behind waits for a pause). */
   busy(): void;
-  /** The span under `key` settled: single-flight forgets it. */
-  settled(key: string, promise: Promise<Uint8Array>): void;
 }
 
 /** Starts the merged range reads; each span's deferred settles with its decompressed bytes. */
@@ -42,7 +41,6 @@ export function readSpans(layer: ChunkLayer, toFetch: readonly SpanFetch[], ctx:
   const byStart = new Map(toFetch.map((f) => [`${f.span.start}-${f.span.end}`, f]));
   const requests = mergeSpans(toFetch.map((f) => f.span), ctx.gapBytes, ctx.maxRequestBytes);
   const settle = (f: SpanFetch, bytes: Uint8Array | undefined, err?: unknown): void => {
-    ctx.settled(f.key, f.d.promise);
     if (bytes !== undefined) f.d.resolve(bytes);
     else f.d.reject(err);
   };
@@ -80,7 +78,8 @@ export function readSpans(layer: ChunkLayer, toFetch: readonly SpanFetch[], ctx:
       const startedMs = performance.now();
       ctx.busy();
       try {
-        bytes = await layer.source.read({ start: req.start, end: req.end }, ctx.signal, ctx.attempt === 2 ? { fresh: true, onData } : { onData, ...(ctx.patient && { patient: true }) });
+        const opts = ctx.attempt === 2 ? { fresh: true, onData } : { onData, ...(ctx.patient && { patient: true }) };
+        bytes = await ctx.closing.run((signal) => layer.source.read({ start: req.start, end: req.end }, signal, opts));
       } catch (err) {
         for (const f of members.slice(next)) settle(f, undefined, err);
         return;

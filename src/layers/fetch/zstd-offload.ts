@@ -4,62 +4,26 @@
  * spans go to a small pool of worker threads; small ones (most files of an image) decompress inline,
  * where a worker round trip would cost more than the work (bench/zstd-throughput.ts).
  *
- * The worker is a self-contained CommonJS script (eval), so it runs the same from dist/ and under the
- * test loader; its loop is `zstdDecompressBounded` of src/formats/zstd/decompress.ts, which the tests
- * compare it against byte for byte.
+ * The worker (zstd-worker.ts) runs `zstdDecompressBounded` of src/formats/zstd/decompress.ts, the same
+ * loop as the inline path.
  */
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { TocfsError } from '../../errors.js';
 import { zstdSpanError } from '../../formats/zstd/codec.js';
 import { ZstdDataError, zstdDecompressInline } from '../../formats/zstd/decompress.js';
 import type { TocCodec } from '../../formats/toc.js';
+import type { ZstdJob, ZstdReply } from './zstd-worker.js';
 
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const binding = require(workerData.binding);
-const dctx = new binding.DCtx();
-function bounded(src, max) {
-  if (max === 0 || src.length === 0) return Buffer.alloc(0);
-  dctx.reset(binding.ResetDirective.sessionOnly);
-  let hint = null;
-  try { hint = binding.getFrameContentSize(src); } catch { hint = null; }
-  let out = Buffer.allocUnsafe(Math.min(max, Math.max(hint || 0, 65536, src.length * 4)));
-  let produced = 0, input = src;
-  for (;;) {
-    if (produced === out.length) {
-      if (out.length >= max) break;
-      const grown = Buffer.allocUnsafe(Math.min(max, out.length * 2));
-      out.copy(grown, 0, 0, produced);
-      out = grown;
-    }
-    let r;
-    try { r = dctx.decompressStream(out.subarray(produced), input); }
-    catch (e) { throw Object.assign(new Error(e.message), { reason: 'corrupt' }); }
-    const [ret, p, c] = r;
-    produced += p;
-    input = input.subarray(c);
-    if (input.length === 0) {
-      if (ret === 0) break;
-      if (p === 0 && produced < out.length) throw Object.assign(new Error('input ends inside a zstd frame (' + src.length + ' bytes read)'), { reason: 'truncated' });
-    } else if (p === 0 && c === 0 && produced < out.length) {
-      throw Object.assign(new Error('no progress decompressing'), { reason: 'corrupt' });
-    }
-  }
-  return out.subarray(0, produced);
-}
-parentPort.on('message', ({ id, span, max }) => {
-  try {
-    const out = bounded(Buffer.from(span.buffer, span.byteOffset, span.byteLength), max);
-    const copy = new Uint8Array(out.length);
-    copy.set(out);
-    parentPort.postMessage({ id, bytes: copy }, [copy.buffer]);
-  } catch (e) {
-    parentPort.postMessage({ id, error: { reason: e.reason || 'corrupt', message: e.message } });
-  }
-});
-`;
+/**
+ * The worker module next to this one, with this module's own extension: zstd-worker.ts beside the source
+ * under tsx (a Worker inherits the parent's loader flags), zstd-worker.js beside tsc's output, and
+ * dist/zstd-worker.mjs beside the bundle dist/tocfs.mjs, which scripts/bundle.mjs builds as a second
+ * entry point.
+ */
+const WORKER_URL = new URL(`./zstd-worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
 
 interface Job {
   readonly resolve: (bytes: Uint8Array) => void;
@@ -80,7 +44,6 @@ export interface ZstdWorkerPoolOptions {
 export class ZstdWorkerPool {
   readonly #size: number;
   readonly #slots: (Slot | undefined)[];
-  readonly #binding: string;
   #next = 0;
   #seq = 0;
   #closed = false;
@@ -88,7 +51,6 @@ export class ZstdWorkerPool {
   constructor(opts: ZstdWorkerPoolOptions = {}) {
     this.#size = Math.max(1, opts.size ?? Math.min(2, availableParallelism()));
     this.#slots = new Array<Slot | undefined>(this.#size).fill(undefined);
-    this.#binding = createRequire(import.meta.url).resolve('zstd-napi/binding.js');
   }
 
   /** Decompresses a span in a worker: at most `maxOutputBytes` bytes; BAD_DATA when it does not decode. */
@@ -101,7 +63,8 @@ export class ZstdWorkerPool {
     return new Promise<Uint8Array>((resolve, reject) => {
       slot.jobs.set(id, { resolve, reject, spanLength: span.length });
       if (slot.jobs.size === 1) slot.worker.ref();
-      slot.worker.postMessage({ id, span: copy, max: maxOutputBytes }, [copy.buffer]);
+      const job: ZstdJob = { id, span: copy, max: maxOutputBytes };
+      slot.worker.postMessage(job, [copy.buffer]);
     });
   }
 
@@ -113,7 +76,7 @@ export class ZstdWorkerPool {
   #slot(i: number): Slot {
     const existing = this.#slots[i];
     if (existing) return existing;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { binding: this.#binding } });
+    const worker = new Worker(WORKER_URL);
     worker.unref(); // an idle pool never keeps the process alive
     const slot: Slot = { worker, jobs: new Map() };
     const done = (id: number): Job | undefined => {
@@ -122,7 +85,7 @@ export class ZstdWorkerPool {
       if (slot.jobs.size === 0) worker.unref();
       return job;
     };
-    worker.on('message', (m: { id: number; bytes?: Uint8Array; error?: { reason: 'truncated' | 'corrupt'; message: string } }) => {
+    worker.on('message', (m: ZstdReply) => {
       const job = done(m.id);
       if (!job) return;
       if (m.bytes) job.resolve(m.bytes);

@@ -24,17 +24,17 @@ import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
-import { FormatError, InvalidOptionError, TocfsError, isTocfsError } from '../../errors.js';
+import { FormatError, TocfsError, isTocfsError } from '../../errors.js';
 import { TarReader, type TarEvent } from '../../formats/tar/reader.js';
 import { indexToc } from '../../formats/toc-index.js';
 import { DEFAULT_TOC_LIMITS, type RawTocEntry, type TocEntry, type TocIndex, type TocLimits } from '../../formats/toc.js';
 import type { RegistryClient } from '../../registry/client.js';
+import { layerCompression, type LayerCompression } from '../../registry/manifest.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { writeWhole } from '../store/file-writes.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
-import { ratio, type Layer, type LayerFigures, type LayerReadOptions } from '../layer.js';
-
-export type LayerCompression = 'gzip' | 'zstd' | 'none';
+import { clampedRange, ownRegularFile, ratio, type Layer, type LayerFigures, type LayerReadOptions } from '../layer.js';
+import { sha256DigestHex } from '../../util/sha256-digest.js';
 
 export interface OpenFullLayerOptions {
   readonly client: Pick<RegistryClient, 'streamBlob'>;
@@ -63,15 +63,6 @@ export interface FullLayerStats {
   readonly bytesRead: number;
 }
 
-const SHA256 = /^sha256:([0-9a-f]{64})$/;
-
-/** The layer's compression from its media type (OCI and Docker, distributable or not). */
-export function compressionOf(mediaType: string): LayerCompression | undefined {
-  if (/[.+]gzip$/.test(mediaType)) return 'gzip';
-  if (/[.+]zstd$/.test(mediaType)) return 'zstd';
-  if (/(\.tar|rootfs\.diff\.tar)$/.test(mediaType)) return 'none';
-  return undefined;
-}
 
 function inflater(compression: LayerCompression): Transform {
   switch (compression) {
@@ -85,10 +76,9 @@ function inflater(compression: LayerCompression): Transform {
 }
 
 export function fullLayerPaths(cacheDir: string, digest: string): { dir: string; tar: string; index: string; partial: string } {
-  const m = SHA256.exec(digest);
+  const hex = sha256DigestHex(digest);
   // The hex becomes a file name: anything but a sha256 digest could name a path outside the cache.
-  if (!m) throw new FormatError(`layer digest ${JSON.stringify(digest.slice(0, 80))} is not a sha256 digest`);
-  const hex = m[1]!;
+  if (hex === undefined) throw new FormatError(`layer digest ${JSON.stringify(digest.slice(0, 80))} is not a sha256 digest`);
   const dir = join(cacheDir, 'layers', hex.slice(0, 2));
   return {
     dir,
@@ -123,18 +113,12 @@ export class FullLayer implements Layer {
 
   /** Bytes [offset, offset + length) of a regular file, clamped at its end; [] past it. */
   async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
-    const entry = typeof target === 'string' ? this.index.lookup(target) : target;
-    const name = typeof target === 'string' ? target : target.path;
-    if (entry === undefined) throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no entry ${JSON.stringify(name)}`);
-    // An entry of another layer's index would read someone else's offsets.
-    if (this.index.lookup(entry.path) !== entry) throw new InvalidOptionError('entry', `${JSON.stringify(name)} is not an entry of layer ${this.digest}`);
-    if (entry.type !== 'reg') throw new InvalidOptionError('entry', `${JSON.stringify(name)} is a ${entry.type}, not a regular file`);
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-      throw new InvalidOptionError('range', `offset ${offset} and length ${length} must be non-negative integers`);
-    }
+    const entry = ownRegularFile(this, target);
+    const name = entry.path;
+    const { end } = clampedRange(entry, offset, length);
     if (this.#closed) throw new TocfsError('ABORTED', `layer ${this.digest} is closed`);
     if (signal?.aborted) throw new TocfsError('ABORTED', `read of ${JSON.stringify(name)} aborted`, { cause: signal.reason });
-    const n = Math.max(0, Math.min(length, entry.size - offset));
+    const n = end - offset;
     const out = new Uint8Array(n);
     if (n === 0) return out;
     const start = entry.chunks[0]!.compressedOffset + offset;
@@ -287,13 +271,18 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
  * blob. Resolves only once the blob's digest verified. Throws DigestMismatchError (BAD_DATA) on a
  * corrupted blob, FormatError on a bad layer; a failure leaves nothing in the cache.
  */
+/** The layer from the disk cache alone (no network), or undefined when it is not (fully) there. */
+export function reopenFullLayer(opts: Pick<OpenFullLayerOptions, 'cacheDir' | 'descriptor' | 'limits'>): Promise<FullLayer | undefined> {
+  return reopen(fullLayerPaths(opts.cacheDir, opts.descriptor.digest), opts.descriptor, opts.limits);
+}
+
 export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLayer> {
   const { descriptor } = opts;
-  const compression = compressionOf(descriptor.mediaType);
+  const compression = layerCompression(descriptor.mediaType);
   if (compression === undefined) throw new FormatError(`layer ${descriptor.digest}: media type ${JSON.stringify(descriptor.mediaType)} is not a tar layer`);
-  const paths = fullLayerPaths(opts.cacheDir, descriptor.digest);
-  const cached = await reopen(paths, descriptor, opts.limits);
+  const cached = await reopenFullLayer(opts);
   if (cached) return cached;
+  const paths = fullLayerPaths(opts.cacheDir, descriptor.digest);
 
   await mkdir(paths.dir, { recursive: true });
   const maxEntries = opts.limits?.maxEntries ?? DEFAULT_TOC_LIMITS.maxEntries;

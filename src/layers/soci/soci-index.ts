@@ -14,17 +14,8 @@
 import { isTocfsError } from '../../errors.js';
 import { parseSociIndex, sociIndexDigestOf, SOCI_INDEX_V1, type SociIndex, type SociZtocRef } from '../../formats/soci/index-manifest.js';
 import type { RegistryClient } from '../../registry/client.js';
-import type { Descriptor, RepositoryRef } from '../../registry/types.js';
-
-/** What the layer service knows of the image a layer is opened for. */
-export interface ImageContext {
-  /** The image (platform) manifest's digest: a v1 index's subject. */
-  readonly manifestDigest: string;
-  /** Its layers: which a v1 index should cover. */
-  readonly layers: readonly Descriptor[];
-  /** The image index's descriptor of that manifest, when the reference named an index (v2's annotation). */
-  readonly indexDescriptor?: Descriptor;
-}
+import type { RepositoryRef } from '../../registry/types.js';
+import type { ImageContext } from '../layer.js';
 
 export type SociClient = Pick<RegistryClient, 'referrers' | 'getManifest'>;
 

@@ -7,6 +7,7 @@
  * hash on commit. The disk store hashes on load instead, because a disk can rot between restarts.
  */
 import { FormatError, TocfsError } from '../../errors.js';
+import { sha256DigestHex } from '../../util/sha256-digest.js';
 
 export interface ChunkWriter {
   /**
@@ -48,13 +49,11 @@ export interface ChunkStore {
   close(): Promise<void>;
 }
 
-const DIGEST = /^sha256:([0-9a-f]{64})$/;
-
 /** The hex part of a `sha256:…` digest; throws FORMAT for anything else (it becomes a file name). */
 export function digestHex(digest: string): string {
-  const m = DIGEST.exec(digest);
-  if (!m) throw new FormatError(`chunk store: ${JSON.stringify(digest)} is not a sha256 digest`);
-  return m[1]!;
+  const hex = sha256DigestHex(digest);
+  if (hex === undefined) throw new FormatError(`chunk store: ${JSON.stringify(digest)} is not a sha256 digest`);
+  return hex;
 }
 
 export function checkChunkSize(digest: string, size: number): void {

@@ -26,6 +26,7 @@ import { cacheCorruptChannel, cacheErrorChannel, publish } from '../events.js';
 import { writeWhole } from './file-writes.js';
 import { Quota, type ScannedChunk } from './quota.js';
 import { sha256Hex } from '../../util/sha256.js';
+import { isSha256Hex } from '../../util/sha256-digest.js';
 
 export interface DiskStoreOptions {
   /** The cache directory; chunks live under `DIR/chunks`. Created when missing. */
@@ -43,7 +44,6 @@ export interface DiskStoreOptions {
   readonly now?: () => number;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
 const HEX2 = /^[0-9a-f]{2}$/;
 const DEFAULT_TOUCH_INTERVAL_MS = 60_000;
 
@@ -76,7 +76,7 @@ async function scan(root: string): Promise<ScannedChunk[]> {
     await Promise.all(
       (await readdir(dir)).map(async (name) => {
         const file = join(dir, name);
-        if (!HEX64.test(name) || !name.startsWith(sub.name)) {
+        if (!isSha256Hex(name) || !name.startsWith(sub.name)) {
           await rm(file, { force: true, recursive: true }); // not ours to keep: nothing can ever read it
           return;
         }

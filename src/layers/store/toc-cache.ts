@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { TOC_CODECS } from '../../formats/codecs.js';
 import type { TocFormat, TocLocation } from '../../formats/toc.js';
 import { digestHex } from './chunk-store.js';
 import { removeStaleTemps } from './disk-store.js';
@@ -31,7 +32,7 @@ export interface TocCacheStats {
   readonly corrupt: number;
 }
 
-const FORMATS: ReadonlySet<TocFormat> = new Set(['estargz-gzip', 'stargz-legacy', 'estargz-zstd', 'zstd-chunked']);
+const FORMATS: ReadonlySet<TocFormat> = new Set(TOC_CODECS.map((c) => c.format));
 const MAX_HEADER_BYTES = 4096;
 
 interface Header {

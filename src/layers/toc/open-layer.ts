@@ -23,6 +23,7 @@ import { UnverifiedLayer, type LayerParts, type VerifiedLayer } from './toc-laye
 import type { RangeSource } from '../sources/range-source.js';
 import type { TocCache } from '../store/toc-cache.js';
 import type { ReadAheadPolicy } from '../fetch/read-ahead.js';
+import { isSha256Digest } from '../../util/sha256-digest.js';
 
 export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 
@@ -57,7 +58,6 @@ export interface OpenLayerOptions {
 
 const DEFAULT_TAIL_BYTES = 64 << 10;
 const DEFAULT_MAX_TOC_BYTES = 64 << 20;
-const SHA256 = /^sha256:[0-9a-f]{64}$/;
 
 /**
  * What a layer's TOC must match, from its descriptor: the stargz `toc.digest` (sha256 of the TOC JSON)
@@ -88,7 +88,7 @@ function isZstdChecksumName(name: string): boolean {
  */
 export function expectedToc(descriptor: Descriptor, overrideTocDigest?: string): TocExpectation {
   const tocDigest = overrideTocDigest ?? descriptor.annotations?.[TOC_DIGEST_ANNOTATION];
-  if (tocDigest !== undefined && !SHA256.test(tocDigest)) {
+  if (tocDigest !== undefined && !isSha256Digest(tocDigest)) {
     throw new FormatError(`layer ${descriptor.digest}: ${TOC_DIGEST_ANNOTATION} ${JSON.stringify(tocDigest)} is not a sha256 digest`);
   }
   let zstd;

@@ -6,7 +6,8 @@
 import { DigestMismatchError, InvalidOptionError, TocfsError } from '../../errors.js';
 import type { DecodedToc, TocCodec, TocEntry, TocFormat, TocIndex, TocLocation } from '../../formats/toc.js';
 import { abortable } from '../../util/abort.js';
-import { ratio, type Layer, type LayerFigures, type LayerReadOptions, type PrefetchState } from '../layer.js';
+import { firstChunkEndingAfter, ownRegularFile, ratio, type Layer, type LayerFigures, type LayerReadOptions, type PrefetchState } from '../layer.js';
+import { SingleFlight } from '../../util/single-flight.js';
 import { prefetchFailChannel, publish } from '../events.js';
 import type { ChunkFetcher, ChunkLayer, ChunkRef, FetchFigures } from '../fetch/fetcher.js';
 import type { RangeSource } from '../sources/range-source.js';
@@ -87,7 +88,7 @@ export class VerifiedLayer implements ChunkLayer, Layer {
   readonly #fetcher: ChunkFetcher;
   readonly #maxPrefetchBytes: number;
   readonly #readAhead: ReadAhead;
-  #prefetching: Promise<void> | undefined;
+  readonly #prefetching = new SingleFlight<void>();
   #prefetchState: 'idle' | 'done' | 'failed' = 'idle';
 
   /** Only `UnverifiedLayer.verify()` makes one. */
@@ -111,7 +112,7 @@ export class VerifiedLayer implements ChunkLayer, Layer {
    * may be a view of a cached chunk: callers must not change it.
    */
   async read(target: string | TocEntry, offset: number, length: number, signal?: AbortSignal, opts: LayerReadOptions = {}): Promise<Uint8Array> {
-    const entry = this.#entry(target);
+    const entry = ownRegularFile(this, target);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidOptionError('offset', `${offset} is not a byte offset`);
     if (!Number.isSafeInteger(length) || length < 0) throw new InvalidOptionError('length', `${length} is not a length`);
     const end = Math.min(entry.size, offset + length);
@@ -152,18 +153,16 @@ export class VerifiedLayer implements ChunkLayer, Layer {
   prefetch(signal?: AbortSignal): Promise<void> {
     const region = this.index.prefetch;
     if (!region || this.#prefetchState === 'done') return Promise.resolve();
-    this.#prefetching ??= fetchPrefetchRegion(this.#fetcher, this, this.index, region, this.#maxPrefetchBytes).then(
-      () => {
-        this.#prefetchState = 'done';
-        this.#prefetching = undefined;
-      },
-      (err: unknown) => {
-        this.#prefetchState = 'failed';
-        this.#prefetching = undefined; // not memoised: a later call tries again
-        throw err;
-      },
+    const running = this.#prefetching.run('', () =>
+      fetchPrefetchRegion(this.#fetcher, this, this.index, region, this.#maxPrefetchBytes).then(
+        () => void (this.#prefetchState = 'done'),
+        (err: unknown) => {
+          this.#prefetchState = 'failed'; // not memoised: a later call tries again
+          throw err;
+        },
+      ),
     );
-    return abortable(this.#prefetching, signal, 'prefetch');
+    return abortable(running, signal, 'prefetch');
   }
 
   /**
@@ -204,29 +203,6 @@ export class VerifiedLayer implements ChunkLayer, Layer {
   }
 
   #prefetchStateNow(): PrefetchState {
-    return !this.index.prefetch ? 'none' : this.#prefetching ? 'running' : this.#prefetchState;
+    return !this.index.prefetch ? 'none' : this.#prefetching.size > 0 ? 'running' : this.#prefetchState;
   }
-
-  #entry(target: string | TocEntry): TocEntry {
-    const path = typeof target === 'string' ? target.replace(/^(\.?\/)+/, '').replace(/\/+$/, '') : target.path;
-    const entry = this.index.lookup(path);
-    if (entry === undefined || (typeof target !== 'string' && entry !== target)) {
-      throw new TocfsError('NOT_FOUND', `layer ${this.digest}: no file ${JSON.stringify(path)}`);
-    }
-    if (entry.type !== 'reg') throw new TocfsError('FORMAT', `layer ${this.digest}: ${JSON.stringify(path)} is a ${entry.type}, not a regular file`);
-    return entry;
-  }
-}
-
-/** Index of the first chunk whose bytes end after `offset` (chunks are sorted and contiguous). */
-function firstChunkEndingAfter(chunks: TocEntry['chunks'], offset: number): number {
-  let lo = 0;
-  let hi = chunks.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = chunks[mid]!;
-    if (c.fileOffset + c.size <= offset) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }

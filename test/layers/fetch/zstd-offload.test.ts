@@ -1,6 +1,6 @@
 // zstd spans off the JS thread: the worker pool's bounded decompression equals the inline one byte for
-// byte (its loop is a copy, so this pins them together), bad spans are BAD_DATA with the same reasons,
-// small spans never leave the thread, and a closed pool refuses work.
+// byte (both run zstdDecompressBounded; this pins the worker's wiring), bad spans are BAD_DATA with the
+// same reasons, small spans never leave the thread, and a closed pool refuses work.
 import t from 'tap';
 import { compress } from 'zstd-napi';
 import { zstdChunkedCodec } from '../../../src/formats/zstd/codec.js';

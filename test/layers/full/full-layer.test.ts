@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { DigestMismatchError, FormatError, TocfsError } from '../../../src/errors.js';
 import { indexToc } from '../../../src/formats/toc-index.js';
 import type { TocEntry } from '../../../src/formats/toc.js';
-import { compressionOf, FullLayer, openFullLayer } from '../../../src/layers/full/full-layer.js';
+import { FullLayer, openFullLayer } from '../../../src/layers/full/full-layer.js';
+import { layerCompression } from '../../../src/registry/manifest.js';
 import { lastCopies, rfc3339 } from '../../../src/layers/full/full-layer-index.js';
 import { createLayerService, type LayerService } from '../../../src/layers/layer-service.js';
 import { RegistryClient } from '../../../src/registry/client.js';
@@ -281,7 +282,29 @@ t.test('unit: repeated tar names keep the last copy; path escapes are FormatErro
       'application/vnd.docker.image.rootfs.diff.tar',
       'application/vnd.docker.image.rootfs.diff.tar.gzip',
       'application/vnd.oci.image.config.v1+json',
-    ].map(compressionOf),
+    ].map(layerCompression),
     ['none', 'gzip', 'zstd', 'gzip', 'none', 'gzip', undefined],
   );
+});
+
+// full-layer.ts guessed compression with its own regexes (`[.+]gzip$`, `[.+]zstd$`, `.tar$`) while
+// registry/manifest.ts kept a table; on these media types the two disagreed. One table now decides.
+t.test('a full layer takes its compression from the one media type table', async (t) => {
+  t.same(
+    [
+      'application/vnd.cncf.helm.chart.content.v1.tar+gzip', // not a layer: the regex said gzip
+      'application/vnd.docker.image.rootfs.foreign.diff.tar.zstd', // no such Docker type: the regex said zstd
+      'application/vnd.cncf.helm.chart.content.v1.tar', // not a layer: the regex said none
+      'application/vnd.docker.image.rootfs.foreign.diff.tar.gzip',
+      'application/vnd.oci.image.layer.nondistributable.v1.tar+zstd',
+    ].map(layerCompression),
+    [undefined, undefined, undefined, 'gzip', 'zstd'],
+  );
+  // Refused before any byte is fetched: the client is never called.
+  const client = new Proxy({}, { get: () => () => t.fail('fetched a blob that is not a layer') }) as never;
+  const descriptor = { mediaType: 'application/vnd.cncf.helm.chart.content.v1.tar+gzip', digest: `sha256:${'a'.repeat(64)}`, size: 1 };
+  await t.rejects(openFullLayer({ client, repo: { registry: 'r.invalid', repository: 'x' }, descriptor, cacheDir: '/nonexistent' }), {
+    code: 'FORMAT',
+    message: /is not a tar layer/,
+  });
 });

@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap';
 import { FormatError } from '../../../src/errors.js';
 import { ESTARGZ_TOC_OFFSET_ANNOTATION, estargzHintedLocation } from '../../../src/formats/estargz/annotations.js';
-import { TOC_CODECS } from '../../../src/formats/estargz/codec.js';
+import { TOC_CODECS } from '../../../src/formats/codecs.js';
 import { ChunkFetcher } from '../../../src/layers/fetch/fetcher.js';
 import { MemoryChunkStore } from '../../../src/layers/store/memory-store.js';
 import { openLayer, TOC_DIGEST_ANNOTATION } from '../../../src/layers/toc/open-layer.js';

@@ -28,6 +28,8 @@ import { writeSociV2, type SociV2Result } from './soci-v2.js';
 export const DEFAULT_MIN_LAYER_SIZE = 10 << 20;
 export const BUILD_TOOL_IDENTIFIER = 'tocfs';
 const DEFAULT_CONCURRENCY = 2;
+/** Compressed bytes handed to the inflater at once. */
+const PUSH_BATCH = 1 << 20;
 const EMPTY_JSON = new TextEncoder().encode('{}');
 
 export interface SociIndexOptions {
@@ -114,16 +116,34 @@ async function indexLayer(client: RegistryClient, repo: ImageReference, at: Laye
   let built;
   try {
     try {
+      // Network chunks (16-64 KiB) are gathered into batches: one thread-pool hop per batch, not per
+      // chunk, and the next batch is read while the previous one inflates.
+      let batch: Uint8Array[] = [];
+      let batchBytes = 0;
+      let inflating: Promise<unknown> | undefined;
       for (;;) {
         const step = await blob.next();
-        if (step.done) break;
-        await builder.push(step.value);
+        if (!step.done) {
+          batch.push(step.value);
+          batchBytes += step.value.length;
+        }
+        if (step.done || batchBytes >= PUSH_BATCH) {
+          await inflating;
+          if (batchBytes > 0) {
+            inflating = builder.push(batch.length === 1 ? batch[0]! : Buffer.concat(batch));
+            inflating.catch(() => undefined); // awaited above or below; this only keeps it from being "unhandled"
+          }
+          batch = [];
+          batchBytes = 0;
+        }
         const now = Date.now();
         if (opts.onProgress && now - lastReport >= interval) {
           lastReport = now;
           opts.onProgress({ ...at, compressedDone: builder.compressedBytes, elapsedMs: now - started });
         }
+        if (step.done) break;
       }
+      await inflating;
       built = builder.end();
     } catch (err) {
       // The blob's own failure (digest, network, abort) says more than what its bytes inflated to.

@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { indexImage } from '../../src/convert/soci-index.js';
 import { SOCI_INDEX_V1, SOCI_INDEX_V2, parseSociIndex } from '../../src/formats/soci/index-manifest.js';
 import { decodeZinfo } from '../../src/formats/soci/zinfo.js';
 import { decodeZtoc } from '../../src/formats/soci/ztoc.js';
@@ -153,6 +154,15 @@ t.test('tocfs index on a real registry', async (t) => {
     t.equal(v2.subject, undefined, 'v2 has no subject');
     t.same(v2.ztocs, v1.ztocs, 'the same zTOCs as v1');
     t.equal((await client.getManifest(ref, 'v1')).digest, image.manifest.digest, 'REF is unchanged');
+  });
+
+  t.test('progress: per-layer bytes reported as they stream (indexImage, interval 0)', async (t) => {
+    const seen: number[] = [];
+    const result = await indexImage(client, ref, { minLayerSize: 64 << 10, progressIntervalMs: 0, onProgress: (p) => p.index === 1 && seen.push(p.compressedDone) });
+    t.ok(seen.length > 1, `${seen.length} progress calls for the 9 MiB layer`);
+    t.same(seen, [...seen].sort((a, b) => a - b), 'bytes only grow');
+    t.ok(seen.at(-1)! <= image.layers[1]!.size);
+    t.same(result.layers.map((l) => l.index), [1, 2]);
   });
 
   t.test('bad input: one line on stderr, no stack', async (t) => {

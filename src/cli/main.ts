@@ -12,6 +12,10 @@ commands:
   convert SRC DST [--format estargz] [--prioritize PATH]... [--prioritize-from FILE]... [--chunk-size N]
                              rewrite an image's layers as eStargz and push it as DST; prioritised files
                              (FILE: one path per line, e.g. from stats --accessed) come first
+  index REF [--span-size N] [--min-layer-size N] [--v2 DST]
+                             build SOCI zTOCs for an unmodified gzip image and push them as a SOCI
+                             index referring to REF's manifest (REF's digest unchanged); --v2 DST also
+                             writes the SOCI v2 form (a new image index tagged DST). index --help: more
   mount MNT [--no-allow-other] [--allow-suid] [--cvmfs DIR | --no-cvmfs] [--debug]
                              serve MNT/images/HOST/REPO:TAG/... in the foreground (logs to stderr);
                              SIGINT/SIGTERM unmount and exit 0; a stale mount at MNT is cleaned first.
@@ -36,7 +40,8 @@ cache options (ls, cat, mount):
 Credentials come from $DOCKER_CONFIG/config.json or ~/.docker/config.json; HTTP(S)_PROXY and NO_PROXY
 are honoured.`;
 
-type Command = (argv: string[], out: NodeJS.WritableStream) => Promise<void>;
+/** `err` is for progress and notes; what a script reads goes to `out`. */
+type Command = (argv: string[], out: NodeJS.WritableStream, err: NodeJS.WritableStream) => Promise<void>;
 
 export interface CliIo {
   readonly stdout: NodeJS.WritableStream;
@@ -49,6 +54,7 @@ const commands: Record<string, () => Promise<Command>> = {
   ls: async () => (await import('./ls.js')).runLs,
   cat: async () => (await import('./cat.js')).runCat,
   convert: async () => (await import('./convert.js')).runConvert,
+  index: async () => (await import('./index.js')).runIndex,
   mount: async () => (await import('./mount.js')).runMount,
   unmount: async () => (await import('./mount.js')).runUnmount,
   stats: async () => (await import('./stats.js')).runStats,
@@ -69,7 +75,7 @@ export async function main(argv: string[], io: CliIo = process): Promise<number>
   }
   try {
     const command = await load();
-    await command(rest, out);
+    await command(rest, out, stderr);
     return 0;
   } catch (err) {
     if (err instanceof UsageError) {

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { buildEstargz } from '../support/estargz-build.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { hostRootfsEntries } from '../support/host-rootfs.js';
@@ -15,12 +15,12 @@ import { buildImage, type BuiltImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
 import { umociUnpack, writeOciLayout } from '../support/oci-layout.js';
 import { CAP, LAYERS } from '../support/oracle-image.js';
-import { withoutSingularityAdditions } from '../support/singularity-additions.js';
 import { pushImage } from '../support/push.js';
 import { startRegistry } from '../support/registry.js';
 import { dir, file, hardlink, type TarEntry } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
-import { diffSnapshots, snapshotTree, type TreeSnapshot } from '../support/tree-snapshot.js';
+import { compareWithOracle as compare } from '../support/oracle-compare.js';
+import { snapshotTree } from '../support/tree-snapshot.js';
 
 const run = promisify(execFile);
 // Regression: a hardlink whose target a LOWER layer holds made the whole image EIO; umoci links it (nlink 2).
@@ -60,26 +60,6 @@ async function sh(cmd: string, args: string[]): Promise<{ code: number; stdout: 
     const e = err as Error & { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? e.message };
   }
-}
-
-/**
- * Compares a mounted image root with the oracle. The image root alone also carries tocfs's own figures
- * (`user.tocfs.*`, DESIGN.md §1.4), which umoci cannot have: they are checked for, then left out; so are
- * the Singularity entries tocfs synthesises where the image lacks them.
- */
-function compare(t: Test, got: TreeSnapshot, want: TreeSnapshot, what: string): void {
-  const root = got[''];
-  const figures = Object.keys(root?.xattrs ?? {}).filter((k) => k.startsWith('user.tocfs.'));
-  t.ok(figures.includes('user.tocfs.bytes_fetched') && figures.includes('user.tocfs.layers'), `${what}: the image root shows its figures`);
-  if (root) {
-    const xattrs = Object.fromEntries(Object.entries(root.xattrs).filter(([k]) => !k.startsWith('user.tocfs.')));
-    got = { ...got, '': { ...root, xattrs } };
-  }
-  // Apptainer's metadata and mount points where the image lacks them (DESIGN.md §1.3): checked, then left out.
-  const { tree, added } = withoutSingularityAdditions(got, want);
-  t.ok(added.includes('.singularity.d/runscript') || '.singularity.d' in want, `${what}: the image root shows /.singularity.d`);
-  const diff = diffSnapshots(tree, want);
-  t.same(diff, [], `${what}: same paths and fields as umoci unpack (${Object.keys(want).length} paths)`);
 }
 
 /** Paths a layer's own tree should hold: every entry and all of its parents. */

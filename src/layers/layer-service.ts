@@ -19,8 +19,9 @@ import { abortable } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { openDiskStore } from './store/disk-store.js';
 import { ChunkFetcher, type FetcherStats } from './fetch/fetcher.js';
-import { FullLayer, openFullLayer, reopenFullLayer } from './full/full-layer.js';
-import { cachedSociToc, fetchSociToc } from './soci/open-soci.js';
+import { FullLayer, listCachedFullLayers, type CachedFullLayer, openFullLayer, removeCachedFullLayer, reopenFullLayer } from './full/full-layer.js';
+import { cachedSociToc, fetchSociToc, sociLocation } from './soci/open-soci.js';
+import { cacheErrorChannel, publish } from './events.js';
 import { SociIndexes, type SociClient } from './soci/soci-index.js';
 import { SociLayer } from './soci/soci-layer.js';
 import type { LayerStats, VerifiedLayer } from './toc/toc-layer.js';
@@ -63,6 +64,9 @@ export interface LayerServiceStats {
   readonly registry?: RegistryStats;
 }
 
+/** The disk budget's key of a whole layer's tar (chunks are keyed by their digests). */
+const fullLayerKey = (digest: string): string => `layer-tar:${digest}`;
+
 export interface LayerService extends LayerOpener {
   /**
    * The layer for a manifest's layer descriptor, of the kind that serves it: from CVMFS when `cvmfs` is
@@ -98,6 +102,7 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
   const memory = new MemoryChunkStore({ maxBytes: opts.memoryCacheBytes });
   const disk = await openDiskStore({ dir: opts.cacheDir, maxBytes: opts.cacheSize });
   const tocCache = await openTocCache(opts.cacheDir);
+  for (const cached of await listCachedFullLayers(opts.cacheDir)) await accountFullLayer(cached);
   const fetcher = new ChunkFetcher({
     memory,
     disk,
@@ -179,8 +184,27 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
     const limits = opts.limits;
     const cached = await reopenFullLayer({ cacheDir: opts.cacheDir, descriptor, ...(limits ? { limits } : {}) });
     const layer = cached ?? (await openSoci(repo, descriptor, image)) ?? (await doOpenFull(repo, descriptor));
+    if (layer instanceof FullLayer) {
+      const key = fullLayerKey(layer.digest);
+      // Evicted while open, the tar stays readable through the open handle until the daemon stops.
+      if (cached === undefined) await accountFullLayer((await listCachedFullLayers(opts.cacheDir, layer.digest))[0]);
+      layer.onRead = () => disk.touchAccounted(key);
+      disk.touchAccounted(key);
+    }
     plainOpened.set(descriptor.digest, layer);
     return layer;
+  }
+
+  /** A whole layer's tar counts against the disk budget like the chunks, and is evicted like them. */
+  async function accountFullLayer(cached: CachedFullLayer | undefined): Promise<void> {
+    if (cached === undefined) return;
+    const { digest } = cached;
+    await disk.account(fullLayerKey(digest), {
+      file: cached.tar,
+      size: cached.bytes,
+      mtimeMs: cached.mtimeMs,
+      remove: () => removeCachedFullLayer(opts.cacheDir, digest),
+    });
   }
 
   async function openSoci(repo: RepositoryRef, descriptor: Descriptor, image: ImageContext | undefined): Promise<SociLayer | undefined> {
@@ -212,6 +236,11 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
       descriptor,
       cacheDir: opts.cacheDir,
       ...(opts.limits ? { limits: opts.limits } : {}),
+      // Seekable from now on: when the tar leaves the cache, the zTOC serves span reads (openSoci).
+      onZtoc: (bytes) =>
+        tocCache.put(descriptor.digest, sociLocation(descriptor, bytes), bytes).catch((error: unknown) => {
+          publish(cacheErrorChannel, { store: 'tocs', op: 'write', digest: descriptor.digest, error });
+        }),
     });
     if (closed) {
       await layer.close();

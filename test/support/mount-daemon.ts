@@ -16,19 +16,21 @@ const run = promisify(execFile);
 export async function mountDaemon(
   t: Test,
   name: string,
-  options: Partial<Omit<DaemonConfig, 'mountpoint' | 'cacheDir' | 'log'>> = {},
-): Promise<{ mnt: string; daemon: Daemon; logs: string[] }> {
+  options: Partial<Omit<DaemonConfig, 'mountpoint' | 'log'>> = {},
+): Promise<{ mnt: string; daemon: Daemon; logs: string[]; cacheDir: string }> {
   const mnt = makeTempDir(`${name}-mnt`);
-  const cacheDir = makeTempDir(`${name}-cache`);
+  // A cache dir given by the test (a restart reusing another mount's) is the test's to remove.
+  const ownCache = options.cacheDir === undefined;
+  const cacheDir = options.cacheDir ?? makeTempDir(`${name}-cache`);
   const logs: string[] = [];
   let daemon: Daemon | undefined;
   t.teardown(async () => {
     await daemon?.close();
     if (await isMounted(mnt)) await run('fusermount', ['-uz', mnt]).catch(() => {});
     if (!(await isMounted(mnt))) removeDir(mnt);
-    removeDir(cacheDir);
+    if (ownCache) removeDir(cacheDir);
   });
   // No CVMFS unless a test asks for one, whatever this machine has at /cvmfs.
-  daemon = await createDaemon({ mountpoint: mnt, cacheDir, cacheSize: 2 ** 30, handleSignals: false, cvmfs: false, ...options, log: (l) => logs.push(l) });
-  return { mnt, daemon, logs };
+  daemon = await createDaemon({ mountpoint: mnt, cacheSize: 2 ** 30, handleSignals: false, cvmfs: false, ...options, cacheDir, log: (l) => logs.push(l) });
+  return { mnt, daemon, logs, cacheDir };
 }

@@ -9,20 +9,18 @@
  * failure deletes it. Then it is renamed `HEX.tar`, and the raw entries are written to `HEX.index.json`
  * (the commit marker), so a restart reopens the layer without the network.
  *
- * Later optimisations, deliberately not done here (simple and correct first):
- * - DESIGN's "readers wait for the bytes they need, not for the whole layer": serving bytes below a
- *   high-water mark before the end needs a digest per span (the blob digest only proves the whole), so
- *   today a reader waits for the whole layer to be verified.
- * - zran-style checkpoints (a saved inflate window every N MiB) to keep the compressed blob instead of
- *   the uncompressed tar and read ranges from it.
- * - Eviction and a disk budget for `layers/`: the files are kept until removed by hand.
+ * A gzip layer inflates through the native zran indexer (src/layers/zran), which builds the layer's zTOC
+ * on the way: handed to `onZtoc` once the blob verified, it keeps the layer seekable (span reads) after its
+ * tar leaves the cache.
+ *
+ * Not done here: serving bytes below a high-water mark before the end (readers wait for the whole layer
+ * to verify, since only the blob digest vouches for its bytes).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
 import { FormatError, TocfsError, isTocfsError } from '../../errors.js';
 import { TarReader, type TarEvent } from '../../formats/tar/reader.js';
@@ -32,6 +30,7 @@ import type { RegistryClient } from '../../registry/client.js';
 import { layerCompression, type LayerCompression } from '../../registry/manifest.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { writeWhole } from '../store/file-writes.js';
+import { ZtocInflater } from '../zran/ztoc-stream.js';
 import { decodeIndex, encodeIndex, lastCopies, rawEntryOf } from './full-layer-index.js';
 import { clampedRange, ownRegularFile, ratio, type Layer, type LayerFigures, type LayerReadOptions } from '../layer.js';
 import { sha256DigestHex } from '../../util/sha256-digest.js';
@@ -49,9 +48,16 @@ export interface OpenFullLayerOptions {
    * would otherwise fill the cache disk before its digest could even be checked. Default 256 GiB.
    */
   readonly maxUncompressedBytes?: number;
+  /**
+   * A gzip layer's zTOC, built while it inflates, handed over once the whole blob verified: where it is
+   * kept, the layer stays seekable after its tar leaves the cache (span reads, src/layers/soci).
+   */
+  readonly onZtoc?: (ztoc: Uint8Array) => Promise<void>;
 }
 
 export const DEFAULT_MAX_UNCOMPRESSED_LAYER_BYTES = 256 * 2 ** 30;
+/** The zTOCs a whole-layer pull builds say who built them. */
+const ZTOC_BUILD_TOOL = 'tocfs (first pull)';
 
 export interface FullLayerStats {
   readonly digest: string;
@@ -67,7 +73,7 @@ export interface FullLayerStats {
 function inflater(compression: LayerCompression): Transform {
   switch (compression) {
     case 'gzip':
-      return createGunzip({ chunkSize: 256 << 10 });
+      return new ZtocInflater({ buildToolIdentifier: ZTOC_BUILD_TOOL });
     case 'zstd':
       return new DecompressStream();
     case 'none':
@@ -99,6 +105,8 @@ export class FullLayer implements Layer {
   readonly #file: FileHandle;
   #reads = 0;
   #bytesRead = 0;
+  /** Called on every read (the cache budget's access order). */
+  onRead: (() => void) | undefined;
   #closed = false;
 
   /** Only `openFullLayer` makes one, from a verified tar. */
@@ -131,6 +139,7 @@ export class FullLayer implements Layer {
       done += bytesRead;
     }
     // A prefetch's read serves no reader: the figures count what readers took.
+    this.onRead?.();
     if (!opts.background) {
       this.#reads++;
       this.#bytesRead += n;
@@ -201,7 +210,12 @@ async function drain(blob: AsyncIterator<Uint8Array>): Promise<void> {
  * reported as the DigestMismatchError (BAD_DATA, worth a retry) it is, and only a layer whose bytes
  * verified is a FormatError.
  */
-async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompression, partial: string, maxEntries: number): Promise<{ entries: RawTocEntry[]; tarSize: number }> {
+async function fetchTar(
+  opts: OpenFullLayerOptions,
+  compression: LayerCompression,
+  partial: string,
+  maxEntries: number,
+): Promise<{ entries: RawTocEntry[]; tarSize: number; ztoc?: Uint8Array }> {
   const { descriptor } = opts;
   const blob = opts.client.streamBlob(opts.repo, descriptor, opts.signal ? { signal: opts.signal } : {})[Symbol.asyncIterator]();
   async function* feed(): AsyncGenerator<Uint8Array> {
@@ -213,6 +227,7 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
   }
   const maxUncompressed = opts.maxUncompressedBytes ?? DEFAULT_MAX_UNCOMPRESSED_LAYER_BYTES;
   const file = await open(partial, 'wx');
+  const inflating = inflater(compression);
   const entries: RawTocEntry[] = [];
   const reader = new TarReader();
   let tarSize = 0;
@@ -228,7 +243,7 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
   };
   try {
     try {
-      await pipeline(Readable.from(feed()), inflater(compression), async (source: AsyncIterable<Buffer>) => {
+      await pipeline(Readable.from(feed()), inflating, async (source: AsyncIterable<Buffer>) => {
         for await (const chunk of source) {
           if (tarSize + chunk.length > maxUncompressed) {
             tooLarge = new FormatError(`layer ${descriptor.digest} inflates to more than ${maxUncompressed} bytes (the uncompressed layer limit)`);
@@ -263,7 +278,8 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
   } finally {
     await file.close();
   }
-  return { entries: lastCopies(entries), tarSize };
+  const ztoc = inflating instanceof ZtocInflater ? inflating.built?.bytes : undefined;
+  return { entries: lastCopies(entries), tarSize, ...(ztoc && { ztoc }) };
 }
 
 /**
@@ -271,6 +287,39 @@ async function fetchTar(opts: OpenFullLayerOptions, compression: LayerCompressio
  * blob. Resolves only once the blob's digest verified. Throws DigestMismatchError (BAD_DATA) on a
  * corrupted blob, FormatError on a bad layer; a failure leaves nothing in the cache.
  */
+/** A whole layer in the cache: its files' bytes and last access (the tar's mtime), for the cache budget. */
+export interface CachedFullLayer {
+  readonly digest: string;
+  readonly tar: string;
+  readonly bytes: number;
+  readonly mtimeMs: number;
+}
+
+/** Every committed whole layer in the cache (those with an index, the commit marker), or only `digest`'s. */
+export async function listCachedFullLayers(cacheDir: string, digest?: string): Promise<CachedFullLayer[]> {
+  const root = join(cacheDir, 'layers');
+  const found: CachedFullLayer[] = [];
+  const subs = digest === undefined ? await readdir(root).catch(() => [] as string[]) : [(sha256DigestHex(digest) ?? '').slice(0, 2)];
+  for (const sub of subs) {
+    for (const name of await readdir(join(root, sub)).catch(() => [] as string[])) {
+      const m = /^([0-9a-f]{64})\.index\.json$/.exec(name);
+      if (m === null || (digest !== undefined && `sha256:${m[1]}` !== digest)) continue;
+      const paths = fullLayerPaths(cacheDir, `sha256:${m[1]}`);
+      const [tar, index] = await Promise.all([stat(paths.tar).catch(() => undefined), stat(paths.index).catch(() => undefined)]);
+      if (tar === undefined || index === undefined) continue;
+      found.push({ digest: `sha256:${m[1]}`, tar: paths.tar, bytes: tar.size + index.size, mtimeMs: tar.mtimeMs });
+    }
+  }
+  return found;
+}
+
+/** Deletes a whole layer from the cache: the index (the commit marker) first, so a crash leaves no half. */
+export async function removeCachedFullLayer(cacheDir: string, digest: string): Promise<void> {
+  const paths = fullLayerPaths(cacheDir, digest);
+  await rm(paths.index, { force: true });
+  await rm(paths.tar, { force: true });
+}
+
 /** The layer from the disk cache alone (no network), or undefined when it is not (fully) there. */
 export function reopenFullLayer(opts: Pick<OpenFullLayerOptions, 'cacheDir' | 'descriptor' | 'limits'>): Promise<FullLayer | undefined> {
   return reopen(fullLayerPaths(opts.cacheDir, opts.descriptor.digest), opts.descriptor, opts.limits);
@@ -288,13 +337,15 @@ export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLay
   const maxEntries = opts.limits?.maxEntries ?? DEFAULT_TOC_LIMITS.maxEntries;
   let committed = false;
   try {
-    const { entries, tarSize } = await fetchTar(opts, compression, paths.partial, maxEntries);
+    const { entries, tarSize, ztoc } = await fetchTar(opts, compression, paths.partial, maxEntries);
     const index = indexToc(entries, { format: 'tar', tocOffset: tarSize, ...(opts.limits ? { limits: opts.limits } : {}) });
     await rename(paths.partial, paths.tar);
     const indexTmp = `${paths.partial}.index`;
     await writeFile(indexTmp, encodeIndex(descriptor.digest, tarSize, entries));
     await rename(indexTmp, paths.index);
     committed = true;
+    // The blob verified (streamBlob checks its digest at its end), so its zTOC may be trusted too.
+    if (ztoc !== undefined) await opts.onZtoc?.(ztoc);
     const file = await open(paths.tar, 'r');
     return new FullLayer(descriptor, index, file, tarSize, 'blob');
   } finally {

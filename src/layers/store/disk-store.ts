@@ -88,6 +88,16 @@ async function scan(root: string): Promise<ScannedChunk[]> {
   return found;
 }
 
+/** A file the cache keeps beside the chunk store (a whole layer's tar), counted against the same budget. */
+export interface AccountedFile {
+  /** The file whose mtime records its last access (as a chunk file's does). */
+  readonly file: string;
+  readonly size: number;
+  readonly mtimeMs: number;
+  /** Deletes it when evicted. */
+  remove(): Promise<void>;
+}
+
 export async function openDiskStore(opts: DiskStoreOptions): Promise<DiskChunkStore> {
   if (!Number.isSafeInteger(opts.maxBytes) || opts.maxBytes <= 0) {
     throw new InvalidOptionError('cacheSize', 'must be a positive integer');
@@ -114,6 +124,7 @@ export class DiskChunkStore implements ChunkStore {
   readonly #direct: boolean;
   readonly #madeDirs = new Set<string>();
   readonly #open = new Set<{ abort(): Promise<void>; committing?: Promise<void> }>();
+  readonly #accounted = new Map<string, AccountedFile>();
   #closed = false;
   #lastStamp = 0;
   #hits = 0;
@@ -273,10 +284,36 @@ export class DiskChunkStore implements ChunkStore {
     };
   }
 
-  /** Deletes least recently used chunks until the budget holds. Failures are reported, not thrown. */
+  /**
+   * Counts a file kept beside the chunks against the one budget (`--cache-size` bounds everything on disk),
+   * under `key`; it is evicted least recently used, like the chunks, by its `remove`.
+   */
+  async account(key: string, entry: AccountedFile): Promise<void> {
+    this.#accounted.set(key, entry);
+    this.#quota.add(key, entry.size, entry.mtimeMs);
+    await this.evict();
+  }
+
+  /** An access to an accounted file: it becomes the most recently used. */
+  touchAccounted(key: string): void {
+    const entry = this.#accounted.get(key);
+    if (entry === undefined) return;
+    const now = this.#stamp();
+    if (!this.#quota.touch(key, now)) return;
+    const when = new Date(now);
+    void utimes(entry.file, when, when).catch((error: unknown) => publish(cacheErrorChannel, { store: 'layers', op: 'touch', digest: key, error }));
+  }
+
+  /** Deletes least recently used chunks (and accounted files) until the budget holds. Failures are reported, not thrown. */
   async evict(): Promise<void> {
     for (const digest of this.#quota.evictOverflow()) {
       this.#evictions++;
+      const accounted = this.#accounted.get(digest);
+      if (accounted !== undefined) {
+        this.#accounted.delete(digest);
+        await accounted.remove().catch((error: unknown) => publish(cacheErrorChannel, { store: 'layers', op: 'evict', digest, error }));
+        continue;
+      }
       await rm(this.#path(digestHex(digest)), { force: true }).catch((error: unknown) =>
         publish(cacheErrorChannel, { store: 'chunks', op: 'evict', digest, error }),
       );

@@ -32,7 +32,8 @@ export interface TocCacheStats {
   readonly corrupt: number;
 }
 
-const FORMATS: ReadonlySet<TocFormat> = new Set(TOC_CODECS.map((c) => c.format));
+/** Every TOC a codec decodes, and SOCI zTOCs (a separate blob: from an index, or built by a first pull). */
+const FORMATS: ReadonlySet<TocFormat> = new Set([...TOC_CODECS.map((c) => c.format), 'soci']);
 const MAX_HEADER_BYTES = 4096;
 
 interface Header {

@@ -96,3 +96,24 @@ t.test('memory store: bytes the caller vouches for are kept as they are, anythin
   t.not(fromView!.buffer, big.buffer, 'a small view of a large buffer is copied');
   t.equal(fromView!.byteLength, 1000);
 });
+
+t.test('disk store: files kept beside the chunks count against the one budget and are evicted LRU with them', async (t) => {
+  const dir = tempDir(t, 'accounted');
+  const store = await openDiskStore({ dir, maxBytes: 1000, touchIntervalMs: 0 });
+  t.teardown(() => store.close());
+  const removed: string[] = [];
+  const file = join(dir, 'beside');
+  await writeFile(file, 'x');
+  const entry = (name: string, size: number) => ({ file, size, mtimeMs: Date.now(), remove: async () => void removed.push(name) });
+  await store.account('a', entry('a', 400));
+  await store.account('b', entry('b', 400));
+  t.same(removed, [], 'within the budget');
+  t.equal(store.stats().bytes, 800, 'counted');
+  store.touchAccounted('a'); // now b is the least recently used
+  const chunk = Buffer.alloc(300, 1);
+  const w = store.begin(sha256(chunk), chunk.length);
+  await w.write(chunk);
+  await w.commit();
+  t.same(removed, ['b'], 'the least recently used file went first, by its own remove');
+  t.equal(store.stats().bytes, 700);
+});

@@ -180,6 +180,30 @@ t.test('a file deleted or truncated in a published layerfs is read from the regi
   t.same(image.layers.map((l) => f.layers[l.digest]?.source), ['cvmfs+registry', 'cvmfs+registry', 'cvmfs+registry']);
 });
 
+t.test('a file CVMFS fails to serve, from a layer with a SOCI index, is a span read, not a whole-layer pull', async (t) => {
+  const { work, image } = await setup(t, 'cvmfs-soci', 'gzip');
+  const reg = await startRegistry(t);
+  await pushImage(reg.seedUrl, REPO, 'v1', image);
+  const proxy = await startFaultProxy(t, { target: reg.url });
+  const indexed = await runTocfs(['index', `${reg.host}/${REPO}:v1`, '--min-layer-size', '0', '--span-size', String(1 << 20)]);
+  t.equal(indexed.code, 0, indexed.err);
+  const ducc = join(work, 'ducc');
+  await buildDuccRepo(ducc, { image, host: proxy.host, repository: REPO, tag: 'v1', layers: ['tar', 'tar', 'tar'] });
+  const cvmfs = await readOnlyBind(t, ducc, 'cvmfs-soci');
+  const { mnt } = await mountDaemon(t, 'cvmfs-soci', { cvmfs });
+  const root = join(mnt, 'images', proxy.host, `${REPO}:v1`);
+  // The big layer (6 MiB of random bytes): its small file goes missing on CVMFS.
+  const big = image.layers[1]!;
+  t.equal((await sh('stat', ['-c', '%s', join(root, 'big/small.txt')])).stdout, '31\n');
+  await rm(join(layerfsOf(ducc, big.digest), 'big/small.txt'));
+  proxy.resetCounters();
+  t.same(await sh('cat', [join(root, 'big/small.txt')]), { code: 0, stdout: 'a small file next to a big one\n', stderr: '' }, 'from the registry, right bytes');
+  const moved = proxy.counters.byKind.blobs.bytes;
+  t.ok(moved < big.size / 2, `${moved} blob bytes for a 31-byte file of a ${big.size}-byte layer: its zTOC and one span`);
+  const f = await figures(root);
+  t.match(f.layers[big.digest], { source: 'cvmfs+registry', format: 'cvmfs' });
+});
+
 t.test('a layerfs DUCC has not recorded (still ingesting): tree from the eStargz TOC, bytes from CVMFS where right', async (t) => {
   const { work, image, oracle } = await setup(t, 'cvmfs-ingesting', 'estargz');
   const reg = await startRegistry(t);

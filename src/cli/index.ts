@@ -1,11 +1,12 @@
 import { parseArgs } from 'node:util';
 import { indexImage, type IndexedLayer, type LayerProgress, type SkippedLayer } from '../convert/soci-index.js';
 import { formatReference, parseReference } from '../registry/reference.js';
+import { cacheOptionSpec, cacheSettings } from './cache-options.js';
 import { openRegistrySession, registryOptionSpec } from './registry-options.js';
 import { UsageError } from './usage.js';
 
 export const INDEX_USAGE = `usage: tocfs index REF [--span-size N] [--min-layer-size N] [--v2 DST] [--platform OS/ARCH[/VARIANT]]
-                   [--insecure-registry HOST[:PORT]]...
+                   [--insecure-registry HOST[:PORT]]... [--cache-dir DIR]
 
 Builds SOCI zTOCs for REF's gzip layers (each layer streamed once) and pushes them with a SOCI v1 index
 whose subject is REF's manifest, findable as its referrer; REF itself (and its digest) is not changed.
@@ -17,6 +18,8 @@ Prints the SOCI index digest (then the v2 one) on stdout; progress goes to stder
                        image index tagged DST (in REF's repository, or another for a single-platform REF)
   --platform P         the platform to index in a multi-platform REF (default: this host's)
   --insecure-registry H plain HTTP or unverified TLS for that registry (repeatable)
+  --cache-dir DIR      tocfs's cache (default as for mount): a zTOC a local mount built when it pulled a
+                       layer whole is pushed instead of streaming that layer again
 Layers that are not plain gzip (eStargz, zstd, uncompressed) are skipped with a line saying why.`;
 
 const UNITS: Record<string, number> = { '': 1, k: 1024, kib: 1024, m: 1 << 20, mib: 1 << 20, g: 1 << 30, gib: 1 << 30 };
@@ -41,7 +44,8 @@ function progressLine(p: LayerProgress): string {
 }
 
 function layerLine(l: IndexedLayer): string {
-  return `${where(l)}: zTOC ${l.ztoc.digest} (${l.layer.size} bytes compressed, ${l.spans} spans, ${l.entries} entries, ${(l.elapsedMs / 1000).toFixed(1)} s)\n`;
+  const how = l.fromCache ? ', built by a local pull' : '';
+  return `${where(l)}: zTOC ${l.ztoc.digest}${how} (${l.layer.size} bytes compressed, ${l.spans} spans, ${l.entries} entries, ${(l.elapsedMs / 1000).toFixed(1)} s)\n`;
 }
 
 const skipLine = (s: SkippedLayer): string => `${where(s)}: skipped, ${s.reason}\n`;
@@ -56,7 +60,7 @@ export async function runIndex(argv: string[], out: NodeJS.WritableStream, err: 
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { ...registryOptionSpec, 'span-size': { type: 'string' }, 'min-layer-size': { type: 'string' }, v2: { type: 'string' } },
+      options: { ...registryOptionSpec, ...cacheOptionSpec, 'span-size': { type: 'string' }, 'min-layer-size': { type: 'string' }, v2: { type: 'string' } },
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
@@ -80,6 +84,7 @@ export async function runIndex(argv: string[], out: NodeJS.WritableStream, err: 
       ...(spanSize !== undefined && { spanSize }),
       ...(minLayerSize !== undefined && { minLayerSize }),
       ...(v2 !== undefined && { v2 }),
+      cacheDir: cacheSettings(parsed.values).cacheDir,
       onSkip: (s) => err.write(skipLine(s)),
       onProgress: (p) => err.write(progressLine(p)),
       onLayer: (l) => err.write(layerLine(l)),

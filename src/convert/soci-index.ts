@@ -17,6 +17,8 @@ import {
 } from '../formats/soci/index-manifest.js';
 import { FormatError, InvalidOptionError, TocfsError, isTocfsError } from '../errors.js';
 import { ZtocBuilder, DEFAULT_SPAN_SIZE } from '../layers/zran/ztoc-builder.js';
+import { decodeZtoc } from '../formats/soci/ztoc.js';
+import { localZtoc } from '../layers/soci/open-soci.js';
 import type { RegistryClient, ResolvedImage } from '../registry/client.js';
 import { digestOf } from '../registry/digest.js';
 import { MEDIA_TYPE_DOCKER_CONFIG, MEDIA_TYPE_OCI_CONFIG, layerCompression } from '../registry/manifest.js';
@@ -46,6 +48,11 @@ export interface SociIndexOptions {
   readonly onSkip?: (skip: SkippedLayer) => void;
   readonly onProgress?: (progress: LayerProgress) => void;
   readonly onLayer?: (layer: IndexedLayer) => void;
+  /**
+   * tocfs's cache: a zTOC a local mount's first pull built for a layer (src/layers/full) is pushed as it is
+   * instead of streaming the layer again, when its span size is the one asked for.
+   */
+  readonly cacheDir?: string;
 }
 
 export interface LayerPosition {
@@ -71,6 +78,8 @@ export interface IndexedLayer extends LayerPosition {
   readonly entries: number;
   readonly uncompressedSize: number;
   readonly elapsedMs: number;
+  /** The zTOC a local pull had built (`localZtoc`): the layer was not streamed. */
+  readonly fromCache?: boolean;
 }
 
 export interface SociIndexResult {
@@ -109,6 +118,24 @@ async function drain(blob: AsyncIterator<Uint8Array>): Promise<void> {
 async function indexLayer(client: RegistryClient, repo: ImageReference, at: LayerPosition, opts: SociIndexOptions, spanSize: number): Promise<{ indexed: IndexedLayer; ref: SociZtocRef }> {
   const { layer } = at;
   const started = Date.now();
+  const local = opts.cacheDir === undefined ? undefined : await localZtoc(opts.cacheDir, layer, spanSize);
+  if (local !== undefined) {
+    const ztoc = decodeZtoc(local);
+    const digest = digestOf(local);
+    await client.pushBlob(repo, digest, local, local.length, { signal: opts.signal });
+    const descriptor: Descriptor = { mediaType: 'application/octet-stream', digest, size: local.length };
+    const indexed: IndexedLayer = {
+      ...at,
+      ztoc: descriptor,
+      spans: ztoc.compression.maxSpanId + 1,
+      entries: ztoc.entries.length,
+      uncompressedSize: ztoc.uncompressedArchiveSize,
+      elapsedMs: Date.now() - started,
+      fromCache: true,
+    };
+    opts.onLayer?.(indexed);
+    return { indexed, ref: { ztoc: descriptor, layerDigest: layer.digest, layerMediaType: layer.mediaType, spanSize, disableXattrs: false } };
+  }
   const builder = new ZtocBuilder({ spanSize, buildToolIdentifier: BUILD_TOOL_IDENTIFIER });
   const blob = client.streamBlob(repo, layer, { signal: opts.signal })[Symbol.asyncIterator]();
   const interval = opts.progressIntervalMs ?? 3000;

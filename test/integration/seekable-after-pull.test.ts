@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
+import { runTocfs } from '../support/cli.js';
 import { startFaultProxy } from '../support/fault-proxy.js';
 import { buildImage } from '../support/image-builder.js';
 import { mountDaemon } from '../support/mount-daemon.js';
@@ -59,5 +60,20 @@ t.test('a first pull leaves the layer seekable: its tar is bounded by --cache-si
     const figures = JSON.parse(stdout) as Record<string, { format: string; tocSource: string }>;
     t.match(figures[big.digest], { format: 'soci', tocSource: 'cache' }, 'its zTOC came from the cache');
     compareWithOracle(t, await snapshotTree(root), oracle, 'after the restart, by spans');
+  });
+
+  await t.test('tocfs index pushes the zTOCs the pulls built, without streaming the layers again', async (t) => {
+    proxy.resetCounters();
+    const r = await runTocfs(['index', `${proxy.host}/plain/app:v1`, '--cache-dir', cacheDir, '--min-layer-size', '0']);
+    t.equal(r.code, 0, r.err);
+    t.equal(r.err.match(/built by a local pull/g)?.length, image.layers.length, 'every layer\'s zTOC came from the cache');
+    t.ok(proxy.counters.byKind.blobs.bytes < big.size, `${proxy.counters.byKind.blobs.bytes} blob bytes moved: no layer streamed`);
+    // A node with an empty cache now reads the image lazily through that index.
+    const { mnt } = await mountDaemon(t, 'seekable-3');
+    const root = join(mnt, 'images', proxy.host, 'plain/app:v1');
+    compareWithOracle(t, await snapshotTree(root), oracle, 'a fresh node, through the pushed index');
+    const { stdout } = await run('getfattr', ['--only-values', '-n', 'user.tocfs.layers', root]);
+    const figures = JSON.parse(stdout) as Record<string, { format: string; tocSource: string }>;
+    t.match(figures[big.digest], { format: 'soci', tocSource: 'blob' });
   });
 });

@@ -15,7 +15,7 @@ import type { TocLimits, TocLocation } from '../../formats/toc.js';
 import type { RegistryClient } from '../../registry/client.js';
 import type { Descriptor, RepositoryRef } from '../../registry/types.js';
 import { cacheErrorChannel, publish } from '../events.js';
-import type { TocCache } from '../store/toc-cache.js';
+import { openTocCache, type TocCache } from '../store/toc-cache.js';
 
 /** A zTOC as it sits in the TOC cache: the whole blob, format `soci`. */
 export function sociLocation(descriptor: Pick<Descriptor, 'size'>, ztocBytes: Uint8Array): TocLocation {
@@ -70,4 +70,22 @@ export async function fetchSociToc(
     publish(cacheErrorChannel, { store: 'tocs', op: 'write', digest: descriptor.digest, error }),
   );
   return toc;
+}
+
+/**
+ * The zTOC a local pull built for the layer (`tocfs index` pushes it instead of streaming the layer
+ * again), when its span size is `spanSize` and it describes this blob; else undefined.
+ */
+export async function localZtoc(cacheDir: string, descriptor: Descriptor, spanSize: number): Promise<Uint8Array | undefined> {
+  const tocCache = await openTocCache(cacheDir);
+  try {
+    const cached = await tocCache.get(descriptor.digest).catch(() => undefined);
+    if (cached === undefined || cached.location.format !== 'soci') return undefined;
+    const toc = sociTocOf(descriptor, cached.tocBytes);
+    return toc.zinfo.spanSize === spanSize ? cached.tocBytes : undefined;
+  } catch {
+    return undefined; // not usable: the layer is streamed as if there were none
+  } finally {
+    await tocCache.close();
+  }
 }

@@ -197,7 +197,7 @@ async function main(): Promise<void> {
     if (opts.throughput) {
       log('throughput: 1 GiB image');
       const gibLayout = await buildLayout('bench-gib', [GIB_ROOT]);
-      await pushVariants(gibLayout, loop.host, 'bench/gib', work, log, ['gzip', 'estargz']);
+      await pushVariants(gibLayout, loop.host, 'bench/gib', work, log, ['gzip', 'estargz', 'gzip-soci']);
       const walkImage = opts.images.find((i) => i.name === 'large') ?? opts.images[0]!;
       const walkRoot = walkImage.roots.at(-1)!.name;
       for (let r = 1; r <= opts.throughputRuns; r++) {
@@ -206,6 +206,7 @@ async function main(): Promise<void> {
           ...(await measureThroughput({
             registry: loop,
             gibRef: `${loop.host}/bench/gib:estargz`,
+            gibSociRef: `${loop.host}/bench/gib:gzip-soci`,
             gibLocal: join(rootDir(GIB_ROOT.name), 'data/gib.bin'),
             walkRef: `${loop.host}/bench/${walkImage.name}:estargz`,
             walkLocal: rootDir(walkRoot),

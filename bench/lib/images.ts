@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { cachedRootfs, pushLayout, type RootfsSpec } from '../../test/support/rootfs.js';
 import { startDaemon } from './daemon.js';
 import { run } from './proc.js';
+import { RegistryClient } from '../../src/registry/client.js';
 import { DEBOOTSTRAP, ENV, RECORDED_WORKLOADS, WORKLOADS, type AppRoot } from './workloads.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -20,6 +21,13 @@ export interface Variant {
   readonly convert?: readonly string[];
   /** Prioritised by the files the recorded workloads read (the optimise workflow). */
   readonly optimize?: boolean;
+  /**
+   * `tocfs index` arguments: the plain gzip image, unchanged but for an annotation that gives it a manifest
+   * of its own (a SOCI index refers to a manifest digest), with a SOCI index beside it.
+   */
+  readonly index?: readonly string[];
+  /** Measured as another variant's image (its tag), after a first mount on the same node pulled it. */
+  readonly afterPullOf?: string;
 }
 
 export const VARIANTS: readonly Variant[] = [
@@ -27,6 +35,9 @@ export const VARIANTS: readonly Variant[] = [
   { name: 'estargz', convert: ['--format', 'estargz'] },
   { name: 'estargz-opt', convert: ['--format', 'estargz'], optimize: true },
   { name: 'zstd-chunked', convert: ['--format', 'zstd-chunked'] }, // skipped (and said so) when `tocfs convert` refuses the format
+  { name: 'gzip-soci', index: ['--span-size', '4M'] },
+  { name: 'gzip-soci-1m', index: ['--span-size', '1M'] },
+  { name: 'gzip-after-pull', afterPullOf: 'gzip' },
 ];
 
 const isAppRoot = (r: RootfsSpec | AppRoot): r is AppRoot => 'args' in r;
@@ -111,9 +122,29 @@ export async function pushVariants(
         throw err;
       }
     }
-    pushed.push({ variant: v.name, ref, layerBytes: await pushedLayerBytes(ref) });
+    if (v.index) {
+      await retag(host, repo, 'gzip', v.name);
+      log(`${repo}: tocfs index ${v.index.join(' ')} -> ${v.name}`);
+      await tocfs(['index', ref, ...v.index, '--insecure-registry', host]);
+    }
+    const image = v.afterPullOf ? `${host}/${repo}:${v.afterPullOf}` : ref;
+    pushed.push({ variant: v.name, ref: image, layerBytes: await pushedLayerBytes(image) });
   }
   return { pushed, skipped };
+}
+
+/** Puts REPO:FROM's manifest again as REPO:TO with an annotation naming TO: the same image, its own digest. */
+async function retag(host: string, repo: string, from: string, to: string): Promise<void> {
+  const client = new RegistryClient({ insecureRegistries: [host] });
+  try {
+    const r = { registry: host, repository: repo };
+    const fetched = await client.getManifest(r, from);
+    const doc = JSON.parse(Buffer.from(fetched.bytes).toString()) as { annotations?: Record<string, string> };
+    doc.annotations = { ...doc.annotations, 'io.tocfs.bench.variant': to };
+    await client.putManifest(r, to, fetched.mediaType, Buffer.from(JSON.stringify(doc)));
+  } finally {
+    await client.close();
+  }
 }
 
 /** The optimise workflow: run the recorded workloads on a mount of IMAGE, then `tocfs stats --accessed`. */

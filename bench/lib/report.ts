@@ -19,7 +19,7 @@ export interface BenchData {
   readonly accessedFiles: Record<string, number>;
 }
 
-const VARIANT_ORDER = ['full-pull', 'gzip', 'estargz', 'estargz-opt', 'zstd-chunked'];
+const VARIANT_ORDER = ['full-pull', 'gzip', 'gzip-soci', 'gzip-soci-1m', 'gzip-after-pull', 'estargz', 'estargz-opt', 'zstd-chunked'];
 const WORKLOAD_ORDER = ['true', 'python-print', 'app-numpy', 'find-stat-walk', 'sha256-128MiB'];
 const s = (ms: number): string => (ms / 1000).toFixed(2);
 const mb = (b: number): string => (b / 1e6).toFixed(1);
@@ -99,6 +99,25 @@ function xsOf(samples: readonly Sample[], profile: string, image: string, varian
   return samples.filter((x) => x.profile === profile && x.image === image && x.variant === variant && !seen.has(x.run) && seen.add(x.run));
 }
 
+/** Issue 20's targets: gzip + SOCI index against the full pull and unoptimized eStargz, bytes by span size. */
+function sociTargets(d: BenchData, shaped: BenchData['profiles'][number], base: number | undefined, gz: number): string[] {
+  const out: string[] = [];
+  const at = (v: string, f: (x: Sample) => number): number | undefined => medianOf(d.samples, shaped.name, 'small', 'app-numpy', v, f);
+  const soci = at('gzip-soci', (x) => x.firstMs);
+  const estargz = at('estargz', (x) => x.firstMs);
+  if (base !== undefined && soci !== undefined) {
+    out.push(`| 100 Mbit/s 20 ms, app, gzip-soci: ≥ 4× faster than full pull | ${(base / soci).toFixed(2)}× (${s(soci)} s vs ${s(base)} s) | ${base / soci >= 4 ? 'yes' : 'no'} |`);
+  }
+  if (soci !== undefined && estargz !== undefined) {
+    out.push(`| 100 Mbit/s 20 ms, app, gzip-soci: within 10 % of unoptimized eStargz | ${(soci / estargz).toFixed(2)}× its time (${s(soci)} s vs ${s(estargz)} s) | ${soci <= estargz * 1.1 ? 'yes' : 'no'} |`);
+  }
+  for (const v of ['gzip-soci', 'gzip-soci-1m']) {
+    const bytes = at(v, (x) => x.bytes);
+    if (bytes !== undefined) out.push(`| 100 Mbit/s 20 ms, app, ${v}: bytes moved < 35 % of the image | ${((bytes / gz) * 100).toFixed(1)} % (${mb(bytes)} MB) | ${bytes / gz < 0.35 ? 'yes' : 'no'} |`);
+  }
+  return out;
+}
+
 function targets(d: BenchData): string[] {
   const out = ['### Targets (issue 8)', '', '| target | measured | met |', '|---|---|---|'];
   const shaped = d.profiles.find((p) => p.name === '100mbit-20ms');
@@ -114,6 +133,7 @@ function targets(d: BenchData): string[] {
       out.push(`| 100 Mbit/s 20 ms, app, ${v}: ≥ ${want}× faster than full pull | ${(base / t).toFixed(2)}× (${s(t)} s vs ${s(base)} s); physical limit for its ${mb(bytes)} MB ≈ ${s(lim)} s (bytes / bandwidth + 4 RTT), measured = ${(t / lim).toFixed(1)}× the limit | ${base / t >= want ? 'yes' : 'no'} |`);
       out.push(`| 100 Mbit/s 20 ms, app, ${v}: bytes moved < 20 % of the image | ${((bytes / gz) * 100).toFixed(1)} % | ${bytes / gz < 0.2 ? 'yes' : 'no'} |`);
     }
+    out.push(...sociTargets(d, shaped, base, gz));
   }
   for (const img2 of d.images) {
     const slower: string[] = [];
@@ -136,6 +156,8 @@ function targets(d: BenchData): string[] {
   };
   const cold = rate('1GiB cold (registry)');
   if (cold !== undefined) out.push(`| loopback: 1 GiB cold read ≥ 150 MB/s | ${cold.toFixed(0)} MB/s | ${cold >= 150 ? 'yes' : 'no'} |`);
+  const sociCold = rate('1GiB cold, gzip + SOCI spans (registry)');
+  if (sociCold !== undefined) out.push(`| loopback: 1 GiB cold read through SOCI spans ≥ 150 MB/s (issue 20) | ${sociCold.toFixed(0)} MB/s | ${sociCold >= 150 ? 'yes' : 'no'} |`);
   const warm = rate('1GiB warm (page cache)');
   const local = rate('1GiB local disk warm');
   const localCold = rate('1GiB local disk cold');
@@ -171,7 +193,16 @@ function throughputTable(d: BenchData): string[] {
 
 /** Grouped horizontal bars: time to first output per workload and variant, one panel per profile and image. */
 export function svgChart(d: BenchData): string {
-  const colors: Record<string, string> = { 'full-pull': '#888888', gzip: '#e6a23c', estargz: '#409eff', 'estargz-opt': '#2c7a2c', 'zstd-chunked': '#9b59b6' };
+  const colors: Record<string, string> = {
+    'full-pull': '#888888',
+    gzip: '#e6a23c',
+    'gzip-soci': '#c0392b',
+    'gzip-soci-1m': '#e74c3c',
+    'gzip-after-pull': '#d4ac0d',
+    estargz: '#409eff',
+    'estargz-opt': '#2c7a2c',
+    'zstd-chunked': '#9b59b6',
+  };
   const panels: { title: string; rows: { label: string; variant: string; ms: number }[] }[] = [];
   for (const p of d.profiles) {
     for (const img of d.images) {

@@ -38,6 +38,8 @@ async function warmPasses(file: string, name: string, add: (c: string, ms: numbe
 export async function measureThroughput(opts: {
   registry: BenchRegistry;
   gibRef: string;
+  /** The same 1 GiB image as plain gzip with a SOCI index: the cold read through zran spans. */
+  gibSociRef?: string;
   gibLocal: string;
   walkRef: string;
   walkLocal: string;
@@ -74,6 +76,18 @@ export async function measureThroughput(opts: {
     await warmPasses(file2, '1GiB warm (page cache)', add);
   } finally {
     await daemon.stop();
+  }
+  if (opts.gibSociRef !== undefined) {
+    await dropCaches();
+    const sociMark = registry.mark();
+    const soci = await startDaemon({ registryHost: registry.host });
+    try {
+      const file = join(soci.mnt, 'images', opts.gibSociRef, 'data/gib.bin');
+      await dd(file, performance.now()).then((r) => add('1GiB cold, gzip + SOCI spans (registry)', r.exitMs, GIB));
+      out[out.length - 1] = { ...out[out.length - 1]!, registryBytes: (await registry.traffic(sociMark)).bytes };
+    } finally {
+      await soci.stop();
+    }
   }
   await dropCaches();
   await dd(opts.gibLocal, performance.now()).then((r) => add('1GiB local disk cold', r.exitMs, GIB));

@@ -33,7 +33,15 @@ export interface BlobDeps {
   readonly policy: RetryPolicy;
   readonly figures: ClientFigures;
   readonly hooks: RetryHooks;
+  /**
+   * Registries whose last read ran out of its time budget, until when: reads to them fail at once with
+   * that error meanwhile. The kernel retries a failed page read right away, and each of those would wait
+   * out a whole budget again on a registry that accepts and never answers (6 s, not 3, for one read(2)).
+   */
+  readonly stalled?: Map<string, { readonly error: TocfsError; readonly until: number }>;
 }
+
+const STALL_MEMORY_MS = 1000;
 
 export interface OpenedBlob {
   readonly res: HttpResponse;
@@ -184,6 +192,8 @@ export async function readRange(
   if (range.start === range.end) return new Uint8Array(0);
   const ctx = deps.transport.context(repo.registry, 'GET', blobPath(repo.repository, digest));
   const headers = { range: `bytes=${range.start}-${range.end - 1}` };
+  const stall = deps.stalled?.get(repo.registry);
+  if (stall !== undefined && stall.until > Date.now()) throw stall.error;
   return withRetry(
     ctx,
     deps.policy,
@@ -206,7 +216,14 @@ export async function readRange(
       return receiveRange(deps, opened, digest, range, size, onData);
     },
     deps.hooks,
-  );
+  ).catch((err: unknown) => {
+    if (err instanceof TocfsError && err.code === 'TIMEOUT' && !signal?.aborted && deps.stalled) {
+      deps.stalled.delete(repo.registry);
+      if (deps.stalled.size > 1000) deps.stalled.clear(); // bounded: names come from users
+      deps.stalled.set(repo.registry, { error: err, until: Date.now() + STALL_MEMORY_MS });
+    }
+    throw err;
+  });
 }
 
 function sizeNote(total: number | undefined): string {

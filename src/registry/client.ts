@@ -119,7 +119,7 @@ export class RegistryClient {
     });
     const transport = new Transport({ dispatcher, auth, trustsPlainHttp, sendsWhileProbing: isInsecure, userAgent });
     const locator = new BlobLocator({ onResolve: () => figures.blobResolutions++ });
-    this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
+    this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ }, stalled: new Map() };
     this.#pushes = { ...this.#blobs, policy: pushPolicy };
     this.#manifests = { blobs: this.#blobs, maxConfigBytes };
     this.#referrers = new Referrers(this.#manifests);

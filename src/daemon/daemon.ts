@@ -4,6 +4,8 @@
  * `tocfs mount` gets all of it; `tocfs ls` and `tocfs cat` get the same graph without the carrier, so they
  * read every image exactly as the mount does.
  */
+import { access, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import { CvmfsCatalog } from '../image/cvmfs-catalog.js';
 import type { Filesystem } from '../image/filesystem.js';
@@ -97,6 +99,7 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
   };
   const fetchTimeoutMs = config.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   try {
+    await checkCacheDir(config.cacheDir);
     const cvmfsRoot = await cvmfsRootOf(config);
     const client = new RegistryClient({
       credentials: await loadDockerConfig(),
@@ -159,6 +162,17 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
   } catch (err) {
     await disposeAll();
     throw err;
+  }
+}
+
+/** A cache dir the daemon cannot write is the user's mistake: one line naming it, not a Node stack (issue 21). */
+async function checkCacheDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new InvalidOptionError('--cache-dir', `cannot write to ${dir} (${code}): choose a writable directory`);
   }
 }
 

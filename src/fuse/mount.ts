@@ -158,6 +158,11 @@ export function fuseOptions(opts: MountOptions): { native: Fuse.FuseOptions; ext
 export async function mountFilesystem(fs: Filesystem, mountpoint: string, opts: MountOptions = {}): Promise<Mount> {
   const mnt = resolve(mountpoint);
   const log = opts.log ?? ((line: string) => process.stderr.write(`tocfs: ${line}\n`));
+  // Said plainly, before mkdir turns it into `EEXIST ... mkdir` (issue 21).
+  const existing = await stat(mnt).catch(() => undefined);
+  if (existing !== undefined && !existing.isDirectory()) {
+    throw new InvalidOptionError('MNT', `mount point ${mnt} is a file, not a directory`);
+  }
   await cleanStaleMount(mnt, log);
 
   const { native, extra } = fuseOptions(opts);

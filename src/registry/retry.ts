@@ -109,9 +109,26 @@ function abortedError(ctx: RequestContext, signal: AbortSignal, tries = 0, last?
   return new TocfsError('ABORTED', `${describe(ctx)}: aborted`, { cause: reason });
 }
 
-/** Lets TocfsErrors through; anything else (a refused certificate, say) becomes SOURCE_UNAVAILABLE. */
+// Errors that prove the peer speaks TLS but we refuse its certificate (Node's OpenSSL codes).
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/;
+// undici's words when a proxy answers CONNECT with anything but 200 (proxy-agent.js).
+const PROXY_REFUSED = /Proxy response \((\d+)\) !== 200/;
+
+/**
+ * Lets TocfsErrors through; anything else becomes SOURCE_UNAVAILABLE, said so that a user knows what to
+ * do: an untrusted certificate names its fixes, a proxy refusing the tunnel its real status (issue 21).
+ */
 function asTocfsError(ctx: RequestContext, err: unknown): TocfsError {
   if (err instanceof TocfsError) return err;
+  const code = codeOf(err);
+  if (code !== undefined && CERTIFICATE_ERROR.test(code)) {
+    const how = 'if it uses a private CA, pass its certificate with --ca-file FILE or set NODE_EXTRA_CA_CERTS=FILE';
+    return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: the registry's TLS certificate is not trusted (${code}); ${how}`, { cause: err });
+  }
+  const proxy = err instanceof Error ? PROXY_REFUSED.exec(err.message) : null;
+  if (proxy) {
+    return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: the proxy refused to connect to ${ctx.via ?? ctx.registry}: HTTP ${proxy[1]} (HTTPS_PROXY, NO_PROXY)`, { cause: err });
+  }
   return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: ${causeText(err)}`, { cause: err });
 }
 

@@ -34,6 +34,10 @@ registry options (every command):
   --platform OS/ARCH[/VARIANT]    platform to pick from a multi-platform image (default: this host's)
   --insecure-registry HOST[:PORT] plain HTTP or unverified TLS for that registry (repeatable);
                                   loopback registries are plain HTTP by default
+  --registry-allow PATTERN        contact only these hosts (host, host:port, glob like *.cern.ch;
+                                  repeatable): registries, token services and blob redirects alike
+  --ca-file FILE                  extra CA bundle for registries (repeatable; or NODE_EXTRA_CA_CERTS)
+  --fetch-timeout SECONDS         the longest one read waits across its retries, then EIO (default 30)
 cache options (ls, cat, mount):
   --cache-dir DIR     verified chunks and TOCs, reused across runs (default $XDG_CACHE_HOME/tocfs)
   --cache-size BYTES  disk cache bound, LRU eviction (default 10G)

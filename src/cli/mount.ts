@@ -5,7 +5,7 @@ import { createDaemon } from '../daemon/daemon.js';
 import { unmountPath } from '../fuse/mount.js';
 import { parsePlatform } from '../registry/platform.js';
 import { cacheOptionSpec, cacheSettings } from './cache-options.js';
-import { registryOptionSpec } from './registry-options.js';
+import { registryOptionSpec, registrySettings, type RegistryOptionValues } from './registry-options.js';
 import { UsageError } from './usage.js';
 
 const mountOptionSpec = {
@@ -39,9 +39,7 @@ function onlyMountpoint(positionals: string[]): string {
 /** `tocfs mount MNT`: mounts, serves in the foreground until SIGINT/SIGTERM or an unmount, then exits 0. */
 export async function runMount(argv: string[], _out: NodeJS.WritableStream): Promise<void> {
   const parsed = parse(argv, mountOptionSpec);
-  const values = parsed.values as {
-    platform?: string;
-    'insecure-registry'?: string[];
+  const values = parsed.values as RegistryOptionValues & {
     'cache-dir'?: string;
     'cache-size'?: string;
     'allow-other'?: boolean;
@@ -65,7 +63,7 @@ export async function runMount(argv: string[], _out: NodeJS.WritableStream): Pro
     cacheDir: cache.cacheDir,
     cacheSize: cache.cacheSize,
     ...(values.platform ? { platform: parsePlatform(values.platform) } : {}),
-    insecureRegistries: values['insecure-registry'] ?? [],
+    ...(await registrySettings(values)),
     allowOther: !values['no-allow-other'],
     allowSuid: !!values['allow-suid'],
     debug: !!values.debug,

@@ -4,6 +4,8 @@
  * `tocfs mount` gets all of it; `tocfs ls` and `tocfs cat` get the same graph without the carrier, so they
  * read every image exactly as the mount does.
  */
+import { access, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import { InvalidOptionError } from '../errors.js';
 import { CvmfsCatalog } from '../image/cvmfs-catalog.js';
 import type { Filesystem } from '../image/filesystem.js';
@@ -25,6 +27,12 @@ export interface ReaderConfig {
   readonly memoryCacheBytes?: number;
   readonly platform?: Platform;
   readonly insecureRegistries?: readonly string[];
+  /** `--registry-allow`: when given, the only hosts ever contacted (registry/host-policy.ts). */
+  readonly registryAllow?: readonly string[];
+  /** Extra trusted CA certificates, PEM (`--ca-file`). */
+  readonly ca?: readonly string[];
+  /** The longest one read or registry request waits across its retries (`--fetch-timeout`). Default 30 s. */
+  readonly fetchTimeoutMs?: number;
   /** Start the eStargz prefetch of a layer as soon as it is opened. Default true. */
   readonly prefetch?: boolean;
   /** One line per event (stderr in the CLI). */
@@ -65,6 +73,7 @@ export interface Daemon extends Reader {
 
 const DEFAULT_MEMORY_CACHE_BYTES = 256 * 2 ** 20;
 const DEFAULT_CVMFS = '/cvmfs/unpacked.cern.ch';
+export const DEFAULT_FETCH_TIMEOUT_MS = 30_000;
 
 /** `tocfs mount`: the whole graph, served by the FUSE carrier at `config.mountpoint`. */
 export async function createDaemon(config: DaemonConfig): Promise<Daemon> {
@@ -88,11 +97,16 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
       }
     }
   };
+  const fetchTimeoutMs = config.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   try {
+    await checkCacheDir(config.cacheDir);
     const cvmfsRoot = await cvmfsRootOf(config);
     const client = new RegistryClient({
       credentials: await loadDockerConfig(),
       insecureRegistries: config.insecureRegistries ?? [],
+      registryAllow: config.registryAllow ?? [],
+      ...(config.ca ? { ca: config.ca } : {}),
+      retry: { budgetMs: fetchTimeoutMs },
       ...(config.platform ? { platform: config.platform } : {}),
     });
     disposers.push(() => client.close());
@@ -137,6 +151,7 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
       allowSuid: !!mounting.allowSuid,
       handleSignals: mounting.handleSignals ?? true,
       debug: !!mounting.debug,
+      readTimeoutMs: fetchTimeoutMs,
       log: config.log,
     });
     disposers.push(() => mount.unmount());
@@ -147,6 +162,17 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
   } catch (err) {
     await disposeAll();
     throw err;
+  }
+}
+
+/** A cache dir the daemon cannot write is the user's mistake: one line naming it, not a Node stack (issue 21). */
+async function checkCacheDir(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new InvalidOptionError('--cache-dir', `cannot write to ${dir} (${code}): choose a writable directory`);
   }
 }
 

@@ -52,6 +52,8 @@ export interface MountOptions {
    * (`tocfs unmount`, `fusermount -u`), the FUSE thread is stopped and `closed` resolves. Default 1000.
    */
   readonly watchMs?: number;
+  /** The longest one read waits, then EIO (--fetch-timeout; ops.ts). Default: none. */
+  readonly readTimeoutMs?: number;
 }
 
 export interface Mount {
@@ -156,10 +158,15 @@ export function fuseOptions(opts: MountOptions): { native: Fuse.FuseOptions; ext
 export async function mountFilesystem(fs: Filesystem, mountpoint: string, opts: MountOptions = {}): Promise<Mount> {
   const mnt = resolve(mountpoint);
   const log = opts.log ?? ((line: string) => process.stderr.write(`tocfs: ${line}\n`));
+  // Said plainly, before mkdir turns it into `EEXIST ... mkdir` (issue 21).
+  const existing = await stat(mnt).catch(() => undefined);
+  if (existing !== undefined && !existing.isDirectory()) {
+    throw new InvalidOptionError('MNT', `mount point ${mnt} is a file, not a directory`);
+  }
   await cleanStaleMount(mnt, log);
 
   const { native, extra } = fuseOptions(opts);
-  const fuse = new TocfsFuse(mnt, createFuseOps(fs, { log }), native, extra);
+  const fuse = new TocfsFuse(mnt, createFuseOps(fs, { log, ...(opts.readTimeoutMs !== undefined ? { readTimeoutMs: opts.readTimeoutMs } : {}) }), native, extra);
   // The handlers go in before the mount: the kernel shows the mount before fuse-native reports it, and a
   // SIGTERM in between (a supervisor stopping tocfs as it starts) would end the process, mount left behind.
   // A signal that comes while mounting is answered once the mount is up.

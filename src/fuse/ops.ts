@@ -11,6 +11,7 @@
 import type { Filesystem, FsNode, FsNodeType } from '../image/filesystem.js';
 import { EINVAL, ENODATA, ERANGE, EROFS, toErrno, type ErrnoLog } from './errno.js';
 import { FileHandles } from './file-handles.js';
+import { abortable, deadline } from '../util/abort.js';
 
 // S_IFMT bits (Linux).
 const S_IFMT: Record<FsNodeType, number> = {
@@ -102,7 +103,16 @@ export interface FuseOpsOptions {
   readonly log?: ErrnoLog;
   /** Files open at once with a handle (file-handles.ts); further opens read by path. */
   readonly maxOpenFiles?: number;
+  /**
+   * The longest one read(2) waits (--fetch-timeout), then EIO. The registry client bounds each fetch by
+   * the same budget and names the cause; this deadline, a little later, bounds the reader's own wait
+   * whatever it waits on (a fetch another reader started, a layer still opening). Default: none.
+   */
+  readonly readTimeoutMs?: number;
 }
+
+// After the fetch's own budget: a fetch started by this read fails first, with its cause in the message.
+const READ_GRACE_MS = 250;
 
 /** Linux makedev() truncated to the 32-bit st_rdev fuse-native carries (the kernel's new_encode_dev). */
 export function makedev(major: number, minor: number): number {
@@ -127,8 +137,24 @@ export function toFuseStat(node: FsNode): FuseStat {
   };
 }
 
+/**
+ * Drops a line equal to the one logged less than a second ago: the kernel retries a failed page read at
+ * once, and the same cause for the same file is worth one line, not one per retry.
+ */
+function onceASecond(log: ErrnoLog): ErrnoLog {
+  let last = '';
+  let at = 0;
+  return (line) => {
+    const now = Date.now();
+    if (line === last && now - at < 1000) return;
+    last = line;
+    at = now;
+    log(line);
+  };
+}
+
 export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): FuseOps {
-  const log: ErrnoLog = options.log ?? ((line) => process.stderr.write(`tocfs: ${line}\n`));
+  const log = onceASecond(options.log ?? ((line) => process.stderr.write(`tocfs: ${line}\n`)));
   const handles = new FileHandles(options.maxOpenFiles);
 
   /** Runs `work` and answers `cb` exactly once: with its values, or with the errno of what it threw. */
@@ -211,7 +237,15 @@ export function createFuseOps(fs: Filesystem, options: FuseOpsOptions = {}): Fus
         if (want <= 0) return [0];
         // An fd this table did not hand out (0: a full table, or a carrier that skipped open) reads by path.
         const file = handles.get(fd);
-        const bytes = await (file !== undefined ? file.read(pos, want) : fs.read(path, pos, want));
+        // Each reader's own deadline: a shared fetch it joined goes on for the others (fetcher.ts).
+        const limit = deadline((options.readTimeoutMs ?? Infinity) + READ_GRACE_MS, undefined, 'read got no data');
+        const opts = limit.signal ? { signal: limit.signal } : {};
+        let bytes: Uint8Array;
+        try {
+          bytes = await abortable(file !== undefined ? file.read(pos, want, opts) : fs.read(path, pos, want, opts), limit.signal);
+        } finally {
+          limit.done();
+        }
         const n = Math.min(bytes.length, want);
         buf.set(n === bytes.length ? bytes : bytes.subarray(0, n), 0);
         // fuse-native's read callback is cb(bytesRead or -errno): a short count is end of file.

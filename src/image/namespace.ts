@@ -33,7 +33,11 @@ export interface NamespaceDeps extends Omit<ImageDeps, 'inodes'> {
   readonly cacheSpace?: () => { readonly totalBytes: number; readonly usedBytes: number };
   /** A layer by digest alone, for `/layers` paths no resolved image has opened. Without it, NOT_FOUND. */
   readonly openLayerByDigest?: (repo: RepositoryRef, digest: string, signal?: AbortSignal) => Promise<Layer>;
-  /** How long a failed resolution is answered from memory. Default 10 s. */
+  /**
+   * How long after a failed attempt began its error is answered from memory: the next lookup after that
+   * asks the registry again, so an image works again as soon as the registry answers, while a failing one
+   * costs the registry at most one request per this period. Default 1 s.
+   */
   readonly failureTtlMs?: number;
   readonly now?: () => number;
 }
@@ -47,6 +51,9 @@ interface Failure {
   readonly error: unknown;
   readonly until: number;
 }
+
+// Not a fixed 10 s after the failure (issue 21: an image kept failing 10 s after the registry was back).
+const DEFAULT_FAILURE_TTL_MS = 1000;
 
 /** Where a path points once parsed. */
 type Target =
@@ -77,6 +84,8 @@ class ImageFilesystem implements ImageNamespace {
   readonly #layers = new Map<string, LayerView>();
   readonly #flights = new SingleFlight<unknown>();
   readonly #failures = new Map<string, Failure>();
+  /** The last failure logged per key, so that one retried every second is logged once, not each time. */
+  readonly #logged = new Map<string, string>();
   /** Listed directories: `images/HOST/...` path -> names, from resolved images and layers only. */
   readonly #listing = new Map<string, Set<string>>();
   readonly #dirInos = new Map<string, number>();
@@ -87,7 +96,7 @@ class ImageFilesystem implements ImageNamespace {
     this.#deps = deps;
     this.#log = deps.log ?? debuglog('tocfs');
     this.#imageDeps = { ...deps, inodes: this.#inodes, log: this.#log };
-    this.#failureTtlMs = deps.failureTtlMs ?? 10_000;
+    this.#failureTtlMs = deps.failureTtlMs ?? DEFAULT_FAILURE_TTL_MS;
     this.#now = deps.now ?? Date.now;
     for (const top of TOP) this.#listing.set(top, new Set());
   }
@@ -174,6 +183,7 @@ class ImageFilesystem implements ImageNamespace {
     this.#images.clear();
     this.#layers.clear();
     this.#failures.clear();
+    this.#logged.clear();
     this.#openedLayers.clear();
   }
 
@@ -248,20 +258,32 @@ class ImageFilesystem implements ImageNamespace {
    * Entries are in insertion order and share one TTL, so the expired ones are at the front: sweeping them
    * on insert (and capping the count) keeps a daemon probed with endless distinct bad names bounded.
    */
-  #rememberFailure(key: string, error: unknown): void {
+  #rememberFailure(key: string, error: unknown, startedAt: number): void {
     const now = this.#now();
     for (const [oldKey, old] of this.#failures) {
       if (old.until > now && this.#failures.size < MAX_REMEMBERED_FAILURES) break;
       this.#failures.delete(oldKey);
     }
     this.#failures.delete(key);
-    this.#failures.set(key, { error, until: now + this.#failureTtlMs });
+    this.#failures.set(key, { error, until: startedAt + this.#failureTtlMs });
+  }
+
+  /** Logs a failure unless it is the one last logged for `key`. */
+  #logFailure(key: string, error: unknown): void {
+    const code = isTocfsError(error) ? ` (${error.code})` : '';
+    const line = `${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`;
+    if (this.#logged.get(key) === line) return;
+    this.#logged.delete(key);
+    if (this.#logged.size >= MAX_REMEMBERED_FAILURES) this.#logged.delete(this.#logged.keys().next().value!);
+    this.#logged.set(key, line);
+    this.#log(line);
   }
 
   /**
-   * Single flight per key: concurrent callers share one run. A failure is answered from memory for
-   * `failureTtlMs` (and logged once), so a program probing one bad path many times does not hammer the
-   * registry; after that the next lookup tries again.
+   * Single flight per key: concurrent callers share one run. A failure is answered from memory until
+   * `failureTtlMs` after its attempt began (and logged once while it stays the same), so a program probing
+   * one bad path many times costs the registry at most one request per period; after that the next lookup
+   * tries again at once.
    */
   #once<T>(key: string, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
     const failed = this.#failures.get(key);
@@ -269,14 +291,20 @@ class ImageFilesystem implements ImageNamespace {
       if (failed.until > this.#now()) return Promise.reject(failed.error);
       this.#failures.delete(key);
     }
-    const flight = this.#flights.run(key, () =>
-      run().catch((error: unknown) => {
-        this.#rememberFailure(key, error);
-        const code = isTocfsError(error) ? ` (${error.code})` : '';
-        this.#log(`${key}: failed${code}: ${error instanceof Error ? error.message : String(error)}`);
-        throw error;
-      }),
-    ) as Promise<T>;
+    const flight = this.#flights.run(key, () => {
+      const startedAt = this.#now();
+      return run().then(
+        (value) => {
+          this.#logged.delete(key);
+          return value;
+        },
+        (error: unknown) => {
+          this.#rememberFailure(key, error, startedAt);
+          this.#logFailure(key, error);
+          throw error;
+        },
+      );
+    }) as Promise<T>;
     return abortable(flight, signal, `lookup of ${key}`);
   }
 

@@ -33,7 +33,15 @@ export interface BlobDeps {
   readonly policy: RetryPolicy;
   readonly figures: ClientFigures;
   readonly hooks: RetryHooks;
+  /**
+   * Registries whose last read ran out of its time budget, until when: reads to them fail at once with
+   * that error meanwhile. The kernel retries a failed page read right away, and each of those would wait
+   * out a whole budget again on a registry that accepts and never answers (6 s, not 3, for one read(2)).
+   */
+  readonly stalled?: Map<string, { readonly error: TocfsError; readonly until: number }>;
 }
+
+const STALL_MEMORY_MS = 1000;
 
 export interface OpenedBlob {
   readonly res: HttpResponse;
@@ -184,23 +192,38 @@ export async function readRange(
   if (range.start === range.end) return new Uint8Array(0);
   const ctx = deps.transport.context(repo.registry, 'GET', blobPath(repo.repository, digest));
   const headers = { range: `bytes=${range.start}-${range.end - 1}` };
+  const stall = deps.stalled?.get(repo.registry);
+  if (stall !== undefined && stall.until > Date.now()) throw stall.error;
   return withRetry(
     ctx,
     deps.policy,
     signal,
-    async () => {
+    async (_n, bounded) => {
       let opened: OpenedBlob;
       try {
-        opened = await openBlob(deps, repo, digest, headers, signal);
+        opened = await openBlob(deps, repo, digest, headers, bounded);
       } catch (err) {
         if (!(err instanceof RangeNotSatisfiableError)) throw err;
-        const what = `${describe(ctx)}: ${headers.range} not satisfiable${sizeNote(err.totalSize)}`;
-        throw new TocfsError('PROTOCOL', what, { cause: err });
+        const what = `${headers.range} not satisfiable${sizeNote(err.totalSize)}`;
+        // Past the end the registry says the blob has: the range is wrong, no retry makes it right.
+        if (err.totalSize !== undefined && range.end > err.totalSize) {
+          throw new FormatError(`${describe(ctx)}: ${what}`, { cause: err });
+        }
+        // Inside the blob (checked above against its known size): a cache or CDN edge that answers 416
+        // for bytes it has not got yet, or a registry mid-upload. Retried like a 5xx, within the budget.
+        throw new TransientError(`HTTP 416, ${what}`, undefined, ctx, { cause: err });
       }
       return receiveRange(deps, opened, digest, range, size, onData);
     },
     deps.hooks,
-  );
+  ).catch((err: unknown) => {
+    if (err instanceof TocfsError && err.code === 'TIMEOUT' && !signal?.aborted && deps.stalled) {
+      deps.stalled.delete(repo.registry);
+      if (deps.stalled.size > 1000) deps.stalled.clear(); // bounded: names come from users
+      deps.stalled.set(repo.registry, { error: err, until: Date.now() + STALL_MEMORY_MS });
+    }
+    throw err;
+  });
 }
 
 function sizeNote(total: number | undefined): string {
@@ -225,11 +248,12 @@ async function receiveRange(
       throw new TocfsError('BAD_DATA', `${describe(ctx)}: blob of ${cr.total} bytes, its descriptor says ${known}`);
     }
     if (!cr || cr.start !== start || cr.end !== end - 1 || (n !== undefined && n !== want)) {
-      // The connection's framing can no longer be trusted either: drop it rather than drain it.
+      // The connection's framing can no longer be trusted either: drop it rather than drain it. Retried
+      // like a 5xx: a cache that mixed up two answers, or an edge mid-fill, usually answers right next time.
       drop(res.body);
       const got = raw === undefined ? 'no Content-Range' : `Content-Range ${JSON.stringify(raw)}`;
       const asked = `bytes ${start}-${end - 1}${sizeNote(known)}`;
-      throw new TocfsError('PROTOCOL', `${describe(ctx)}: asked for ${asked}, got ${got}`);
+      throw new TransientError(`asked for ${asked}, got ${got}`, undefined, ctx);
     }
     return readExactly(res, want, ctx, onData);
   }
@@ -321,8 +345,8 @@ export async function blobSize(deps: BlobDeps, repo: RepositoryRef, digest: stri
     ctx,
     deps.policy,
     signal,
-    async () => {
-      const res = await t.send(repo.registry, { method: 'HEAD', path, scope: pullScope(repo.repository), signal });
+    async (_n, bounded) => {
+      const res = await t.send(repo.registry, { method: 'HEAD', path, scope: pullScope(repo.repository), signal: bounded });
       const n = contentLength(res);
       if (res.statusCode === 200 && n !== undefined) {
         const claimed = header(res, 'docker-content-digest');
@@ -337,7 +361,7 @@ export async function blobSize(deps: BlobDeps, repo: RepositoryRef, digest: stri
       }
       await discard(res);
       deps.figures.headUnsupported++;
-      return sizeByRange(deps, repo, digest, signal);
+      return sizeByRange(deps, repo, digest, bounded);
     },
     deps.hooks,
   );

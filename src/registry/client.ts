@@ -10,6 +10,7 @@ import { BlobLocator } from './blob-location.js';
 import { streamBlob } from './blob-stream.js';
 import { blobSize, readRange, type BlobDeps, type OnRangeData } from './blobs.js';
 import { createDispatcher, type ProxyOptions, type RegistryDispatcher, type TimeoutOptions } from './dispatcher.js';
+import type { Resolver } from './host-policy.js';
 import { fetchConfig, fetchManifest, resolveImage, type ManifestDeps, type ResolvedImage } from './manifests.js';
 import { hostPlatform } from './platform.js';
 import { isLoopbackRegistry } from './reference.js';
@@ -40,6 +41,17 @@ export interface RegistryClientOptions {
   readonly insecureRegistries?: readonly string[];
   /** Extra trusted CA certificates, PEM. */
   readonly ca?: readonly string[];
+  /**
+   * `--registry-allow` patterns (host, host:port, `*.example.org`): when given, no other host is ever
+   * contacted, token realms and redirect targets included (host-policy.ts).
+   */
+  readonly registryAllow?: readonly string[];
+  /** Hosts the operator named besides --insecure-registry (mirrors): allowed even when link-local. */
+  readonly namedHosts?: readonly string[];
+  /** Name resolution for direct connections (tests). Default: dns.lookup. */
+  readonly resolver?: Resolver;
+  /** Called before each direct connection is opened (tests: proves what is never dialled). */
+  readonly onDial?: (hostname: string, port: number) => void;
   /** Platform picked from indexes when `resolve` is not given one. Default: the host's. */
   readonly platform?: Platform;
   readonly retry?: RetryOptions;
@@ -68,12 +80,15 @@ export class RegistryClient {
   #dispatcher: RegistryDispatcher;
   #platform: Platform;
   #blobs: BlobDeps;
+  #pushes: BlobDeps;
   #manifests: ManifestDeps;
   #referrers: Referrers;
   #closed: Promise<void> | undefined;
 
   constructor(opts: RegistryClientOptions = {}) {
     const policy = retryPolicy(opts.retry);
+    // Uploads (convert, index) move whole layers: no read's time budget applies to them.
+    const pushPolicy = { ...policy, budgetMs: Infinity };
     const userAgent = opts.userAgent ?? DEFAULT_USER_AGENT;
     const maxConfigBytes = opts.maxConfigBytes ?? DEFAULT_MAX_CONFIG_BYTES;
     if (!Number.isSafeInteger(maxConfigBytes) || maxConfigBytes <= 0) {
@@ -87,6 +102,10 @@ export class RegistryClient {
       ...(opts.insecureRegistries ? { insecureRegistries: opts.insecureRegistries } : {}),
       ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
       ...(opts.proxy ? { proxy: opts.proxy } : {}),
+      ...(opts.registryAllow ? { registryAllow: opts.registryAllow } : {}),
+      ...(opts.namedHosts ? { namedHosts: opts.namedHosts } : {}),
+      ...(opts.resolver ? { resolver: opts.resolver } : {}),
+      ...(opts.onDial ? { onDial: opts.onDial } : {}),
     });
     const { dispatcher, isInsecure } = this.#dispatcher;
     // Loopback and --insecure-registry hosts: plain HTTP allowed, and credentials may travel over it.
@@ -100,7 +119,8 @@ export class RegistryClient {
     });
     const transport = new Transport({ dispatcher, auth, trustsPlainHttp, sendsWhileProbing: isInsecure, userAgent });
     const locator = new BlobLocator({ onResolve: () => figures.blobResolutions++ });
-    this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ } };
+    this.#blobs = { transport, locator, policy, figures, hooks: { onRetry: () => figures.retries++ }, stalled: new Map() };
+    this.#pushes = { ...this.#blobs, policy: pushPolicy };
     this.#manifests = { blobs: this.#blobs, maxConfigBytes };
     this.#referrers = new Referrers(this.#manifests);
     this.#platform = opts.platform ?? hostPlatform();
@@ -151,7 +171,7 @@ export class RegistryClient {
   }
 
   blobExists(repo: RepositoryRef, digest: string, opts: CallOptions = {}): Promise<boolean> {
-    return blobExists(this.#blobs, repo, digest, opts.signal);
+    return blobExists(this.#pushes, repo, digest, opts.signal);
   }
 
   /** Uploads a blob unless present; `source` is bytes or a factory of fresh streams (one per attempt). */
@@ -162,7 +182,7 @@ export class RegistryClient {
     size: number,
     opts: CallOptions = {},
   ): Promise<void> {
-    return pushBlob(this.#blobs, repo, digest, source, size, opts.signal);
+    return pushBlob(this.#pushes, repo, digest, source, size, opts.signal);
   }
 
   /** PUTs a manifest under `reference` (a tag or its digest); returns its digest. */
@@ -173,7 +193,7 @@ export class RegistryClient {
     bytes: Uint8Array,
     opts: CallOptions = {},
   ): Promise<string> {
-    return putManifest(this.#blobs, repo, reference, mediaType, bytes, opts.signal);
+    return putManifest(this.#pushes, repo, reference, mediaType, bytes, opts.signal);
   }
 
   /**

@@ -1,18 +1,24 @@
 /**
  * The one HTTP stack of the registry client (STYLE.md item 6): undici's EnvHttpProxyAgent, so
  * HTTP(S)_PROXY / NO_PROXY work as for every other tool on a worker node (site caches, DESIGN.md §1.1),
- * composed with small interceptors: request figures, the 416 quirk, and routing of `--insecure-registry`
- * hosts to an agent that skips certificate checks. Auth, retries and redirects sit above it, in
+ * composed with small interceptors: the host policy (host-policy.ts), request figures, the 416 quirk, and
+ * routing of `--insecure-registry` hosts to an agent that skips certificate checks. The host policy is
+ * applied twice, both here because this is where every request and connection passes: to each request's
+ * origin (registries, token realms and redirect targets all come through here, also through a proxy), and
+ * at the dial of each direct connection (the connector below, with a `lookup` that checks resolved
+ * addresses), so that nothing built on top can bypass it. Auth, retries and redirects sit above it, in
  * transport.ts and retry.ts, because they span several requests.
  */
 import { readFileSync } from 'node:fs';
 import { rootCertificates } from 'node:tls';
-import type { Dispatcher, EnvHttpProxyAgent as EnvHttpProxyAgentClass } from 'undici';
+import type { buildConnector as BuildConnector, Dispatcher, EnvHttpProxyAgent as EnvHttpProxyAgentClass } from 'undici';
 import EnvHttpProxyAgent from 'undici/lib/dispatcher/env-http-proxy-agent.js';
+import buildConnector from 'undici/lib/core/connect.js';
 import DispatcherBase from 'undici/lib/dispatcher/dispatcher.js';
 import undiciApi from 'undici/lib/api/index.js';
 import { InvalidOptionError } from '../errors.js';
 import { countRequests, type RequestFigures } from './figures.js';
+import { HostPolicy, portOf, type Resolver } from './host-policy.js';
 import { dropRangeNotSatisfiable } from './range-not-satisfiable.js';
 
 // undici's index loads fetch, WebSocket, the caches and the mocks: ~85 ms of every daemon start (inside
@@ -46,6 +52,14 @@ export interface DispatcherOptions {
   readonly timeouts?: TimeoutOptions;
   readonly proxy?: ProxyOptions;
   readonly figures: RequestFigures;
+  /** `--registry-allow` patterns: when given, the only hosts ever contacted. */
+  readonly registryAllow?: readonly string[];
+  /** Hosts the operator named besides (mirrors): like --insecure-registry ones, they may be link-local. */
+  readonly namedHosts?: readonly string[];
+  /** Name resolution for direct connections (tests). Default: dns.lookup. */
+  readonly resolver?: Resolver;
+  /** Called just before each direct connection is opened, after the policy let it through (tests, figures). */
+  readonly onDial?: (hostname: string, port: number) => void;
 }
 
 export interface RegistryDispatcher {
@@ -109,11 +123,35 @@ function trustedCas(extra: readonly string[]): string[] | undefined {
   return [...rootCertificates, ...fromEnv, ...extra];
 }
 
+interface Guard {
+  readonly policy: HostPolicy;
+  readonly resolver: Resolver | undefined;
+  readonly onDial: ((hostname: string, port: number) => void) | undefined;
+}
+
+/** undici's connector behind the host policy: the last point before a socket to the peer is opened. */
+function guardedConnector(tls: object, guard: Guard): BuildConnector.connector {
+  const base = buildConnector({ ...tls, lookup: guard.policy.lookup(guard.resolver) } as BuildConnector.BuildOptions);
+  return (opts, callback) => {
+    const port = Number(opts.port) || (opts.protocol === 'http:' ? 80 : 443);
+    try {
+      guard.policy.check(opts.hostname, port);
+    } catch (err) {
+      // Not a throw: undici expects the connector to answer through its callback.
+      callback(err as Error, null);
+      return;
+    }
+    guard.onDial?.(opts.hostname, port);
+    return base(opts, callback);
+  };
+}
+
 function agent(
   ca: string[] | undefined,
   verify: boolean,
   t: Required<TimeoutOptions>,
   proxy: ProxyOptions | undefined,
+  guard: Guard,
 ): EnvHttpProxyAgentClass {
   const tls = { timeout: t.connectMs, ...(ca ? { ca } : {}), ...(verify ? {} : { rejectUnauthorized: false }) };
   return new EnvHttpProxyAgent({
@@ -121,7 +159,9 @@ function agent(
     // Plain-HTTP registries go to the proxy as ordinary requests, not CONNECT tunnels: a site cache (squid)
     // can only cache what it can see, and many allow CONNECT to port 443 alone.
     proxyTunnel: false,
-    connect: tls,
+    // Direct connections only: through a proxy, undici dials the proxy with `proxyTls` (the request
+    // interceptor in createDispatcher still vets each target).
+    connect: guardedConnector(tls, guard),
     // Used when a proxy tunnels to the registry: the registry's TLS runs inside the CONNECT tunnel.
     requestTls: tls,
     proxyTls: { timeout: t.connectMs, ...(ca ? { ca } : {}) },
@@ -134,8 +174,23 @@ export function createDispatcher(opts: DispatcherOptions): RegistryDispatcher {
   const timeouts = resolveTimeouts(opts.timeouts);
   const isInsecure = insecureMatcher(opts.insecureRegistries);
   const ca = trustedCas(opts.ca ?? []);
-  const secure = agent(ca, true, timeouts, opts.proxy);
-  const insecure = (opts.insecureRegistries?.length ?? 0) > 0 ? agent(ca, false, timeouts, opts.proxy) : undefined;
+  const policy = new HostPolicy({
+    allow: opts.registryAllow ?? [],
+    named: [...(opts.insecureRegistries ?? []), ...(opts.namedHosts ?? [])],
+  });
+  const guard: Guard = { policy, resolver: opts.resolver, onDial: opts.onDial };
+  const secure = agent(ca, true, timeouts, opts.proxy, guard);
+  const insecure = (opts.insecureRegistries?.length ?? 0) > 0 ? agent(ca, false, timeouts, opts.proxy, guard) : undefined;
+
+  // Outermost: a request to a host the policy refuses never reaches an agent (a throw here rejects the
+  // request() call before anything is sent).
+  const vet: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (o, handler) => {
+    if (o.origin !== undefined) {
+      const url = new URL(o.origin);
+      policy.check(url.hostname, portOf(url));
+    }
+    return dispatch(o, handler);
+  };
 
   // Innermost: an https origin listed as insecure goes to the agent that skips certificate checks.
   const route: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (o, handler) => {
@@ -145,7 +200,7 @@ export function createDispatcher(opts: DispatcherOptions): RegistryDispatcher {
     }
     return dispatch(o, handler);
   };
-  const dispatcher = secure.compose(route, dropRangeNotSatisfiable(), countRequests(opts.figures));
+  const dispatcher = secure.compose(route, dropRangeNotSatisfiable(), countRequests(opts.figures), vet);
   return {
     dispatcher,
     isInsecure,

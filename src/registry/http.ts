@@ -60,6 +60,9 @@ export class RegistryStatusError extends TocfsError {
 
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
+/** Responses to requests that carried registry credentials (marked by transport.ts), for 401 messages. */
+export const withCredentials = new WeakSet<HttpResponse>();
+
 export function header(res: Pick<HttpResponse, 'headers'>, name: string): string | undefined {
   const v = res.headers[name];
   return Array.isArray(v) ? v[0] : v;
@@ -96,7 +99,11 @@ export async function statusError(ctx: RequestContext, res: HttpResponse, subjec
   }
   const named = subject === undefined ? what : `${subject}: ${what}`;
   if (status === 404) return new RegistryStatusError('NOT_FOUND', named, status);
-  if (status === 401) return new RegistryStatusError('UNAUTHORIZED', named, status);
+  if (status === 401) {
+    // Issue 21: "HTTP 401" alone did not tell a wrong password from a missing login.
+    const why = withCredentials.has(res) ? `credentials rejected by ${ctx.registry}` : `${ctx.registry} needs credentials (docker login ${ctx.registry})`;
+    return new RegistryStatusError('UNAUTHORIZED', `${named}: ${why}`, status);
+  }
   if (status === 403) return new RegistryStatusError('DENIED', named, status);
   return new RegistryStatusError('PROTOCOL', `${named}: unexpected status`, status);
 }

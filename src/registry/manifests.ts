@@ -61,13 +61,13 @@ export async function fetchManifest(
     ctx,
     policy,
     signal,
-    async () => {
+    async (_n, bounded) => {
       const res = await t.send(repo.registry, {
         method: 'GET',
         path,
         headers: { accept: MANIFEST_ACCEPT },
         scope: pullScope(repo.repository),
-        signal,
+        signal: bounded,
       });
       if (res.statusCode !== 200) throw await statusError(ctx, res, name);
       const n = contentLength(res);

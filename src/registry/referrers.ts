@@ -85,8 +85,8 @@ export class Referrers {
       ctx,
       policy,
       signal,
-      async () => {
-        const res = await t.send(repo.registry, { method: 'GET', path, headers: { accept: MEDIA_TYPE_OCI_INDEX }, scope: pullScope(repo.repository), signal });
+      async (_n, bounded) => {
+        const res = await t.send(repo.registry, { method: 'GET', path, headers: { accept: MEDIA_TYPE_OCI_INDEX }, scope: pullScope(repo.repository), signal: bounded });
         if (res.statusCode === 404 || res.statusCode === 400 || res.statusCode === 405) {
           await readBody(res.body, 4096, name, true).catch(() => undefined);
           return undefined;

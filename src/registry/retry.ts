@@ -10,6 +10,7 @@ import { channel } from 'node:diagnostics_channel';
 import { setTimeout as delay } from 'node:timers/promises';
 import { InvalidOptionError, TocfsError } from '../errors.js';
 import { describe, TransientError, type RequestContext } from './http.js';
+import { deadline } from '../util/abort.js';
 
 export interface RetryOptions {
   /** Retries after the first try. Default 4. */
@@ -18,11 +19,18 @@ export interface RetryOptions {
   readonly minDelayMs?: number;
   /** Cap on a backoff delay; a Retry-After longer than this gives up at once. Default 5000 ms. */
   readonly maxDelayMs?: number;
+  /**
+   * The longest one operation (a range read, a manifest) may take across all its tries, backoffs
+   * included (--fetch-timeout). Each try alone could otherwise wait out undici's 30 s headers timeout,
+   * five tries over: a registry that accepts and never answers held a read(2) for ~305 s (issue 21).
+   * Infinity: no bound (uploads). Default 30 s.
+   */
+  readonly budgetMs?: number;
 }
 
 export type RetryPolicy = Required<RetryOptions>;
 
-export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxRetries: 4, minDelayMs: 100, maxDelayMs: 5000 });
+export const DEFAULT_RETRY: RetryPolicy = Object.freeze({ maxRetries: 4, minDelayMs: 100, maxDelayMs: 5000, budgetMs: 30_000 });
 
 export function retryPolicy(opts: RetryOptions = {}): RetryPolicy {
   const p = { ...DEFAULT_RETRY, ...opts };
@@ -33,6 +41,7 @@ export function retryPolicy(opts: RetryOptions = {}): RetryPolicy {
     if (!Number.isFinite(p[key]) || p[key] < 0) throw new InvalidOptionError(`retry.${key}`, 'must be a number >= 0');
   }
   if (p.maxDelayMs < p.minDelayMs) throw new InvalidOptionError('retry.maxDelayMs', 'must be >= retry.minDelayMs');
+  if (!(p.budgetMs > 0)) throw new InvalidOptionError('retry.budgetMs', 'must be a number > 0 (Infinity: no bound)');
   return Object.freeze(p);
 }
 
@@ -88,13 +97,38 @@ export function causeText(err: unknown): string {
   return String(err);
 }
 
-function abortedError(ctx: RequestContext, signal: AbortSignal): TocfsError {
-  return new TocfsError('ABORTED', `${describe(ctx)}: aborted`, { cause: signal.reason });
+function abortedError(ctx: RequestContext, signal: AbortSignal, tries = 0, last?: unknown): TocfsError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof TocfsError && reason.code === 'TIMEOUT') {
+    // The cause is the last failure that was not the timeout itself: what a user needs to see once.
+    const real = last === undefined || last === reason || (last as { cause?: unknown }).cause === reason ? undefined : last;
+    const tried = tries === 1 ? '1 try' : `${tries} tries`;
+    const why = real === undefined ? '' : `; last: ${causeText(real)}`;
+    return new TocfsError('TIMEOUT', `${describe(ctx)}: ${reason.message}, ${tried}${why}`, { cause: real ?? reason });
+  }
+  return new TocfsError('ABORTED', `${describe(ctx)}: aborted`, { cause: reason });
 }
 
-/** Lets TocfsErrors through; anything else (a refused certificate, say) becomes SOURCE_UNAVAILABLE. */
+// Errors that prove the peer speaks TLS but we refuse its certificate (Node's OpenSSL codes).
+const CERTIFICATE_ERROR = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/;
+// undici's words when a proxy answers CONNECT with anything but 200 (proxy-agent.js).
+const PROXY_REFUSED = /Proxy response \((\d+)\) !== 200/;
+
+/**
+ * Lets TocfsErrors through; anything else becomes SOURCE_UNAVAILABLE, said so that a user knows what to
+ * do: an untrusted certificate names its fixes, a proxy refusing the tunnel its real status (issue 21).
+ */
 function asTocfsError(ctx: RequestContext, err: unknown): TocfsError {
   if (err instanceof TocfsError) return err;
+  const code = codeOf(err);
+  if (code !== undefined && CERTIFICATE_ERROR.test(code)) {
+    const how = 'if it uses a private CA, pass its certificate with --ca-file FILE or set NODE_EXTRA_CA_CERTS=FILE';
+    return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: the registry's TLS certificate is not trusted (${code}); ${how}`, { cause: err });
+  }
+  const proxy = err instanceof Error ? PROXY_REFUSED.exec(err.message) : null;
+  if (proxy) {
+    return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: the proxy refused to connect to ${ctx.via ?? ctx.registry}: HTTP ${proxy[1]} (HTTPS_PROXY, NO_PROXY)`, { cause: err });
+  }
   return new TocfsError('SOURCE_UNAVAILABLE', `${describe(ctx)}: ${causeText(err)}`, { cause: err });
 }
 
@@ -113,24 +147,40 @@ export interface RetryHooks {
 }
 
 /**
- * Runs `attempt(n)` (n from 0) until it succeeds, fails for good, the policy is spent, or `signal` aborts.
- * Non-retryable TocfsErrors pass through unchanged; a spent policy ends in SOURCE_UNAVAILABLE naming the
- * request and the last cause.
+ * Runs `attempt(n, signal)` (n from 0) until it succeeds, fails for good, the policy is spent, the
+ * policy's time budget is spent (TIMEOUT naming the last cause), or `signal` aborts. `attempt` must use
+ * the signal it is given, which carries the budget. Non-retryable TocfsErrors pass through unchanged; a
+ * spent policy ends in SOURCE_UNAVAILABLE naming the request and the last cause.
  */
 export async function withRetry<T>(
   ctx: RequestContext,
   policy: RetryPolicy,
   signal: AbortSignal | undefined,
-  attempt: (n: number) => Promise<T>,
+  attempt: (n: number, signal: AbortSignal | undefined) => Promise<T>,
   hooks: RetryHooks = {},
 ): Promise<T> {
-  for (let n = 0; ; n++) {
-    if (signal?.aborted) throw abortedError(ctx, signal);
-    try {
-      return await attempt(n);
-    } catch (err) {
-      await afterFailure(ctx, policy, n + 1, err, signal, hooks);
+  const bounded = deadline(policy.budgetMs, signal);
+  const s = bounded.signal;
+  let last: unknown;
+  try {
+    for (let n = 0; ; n++) {
+      if (s?.aborted) throw abortedError(ctx, s, n, last);
+      try {
+        return await attempt(n, s);
+      } catch (err) {
+        if (s?.aborted) throw abortedError(ctx, s, n + 1, last ?? err);
+        last = err;
+        try {
+          await afterFailure(ctx, policy, n + 1, err, s, hooks);
+        } catch (e) {
+          // The budget ran out during the backoff: name the failure that led to it.
+          if (s?.aborted) throw abortedError(ctx, s, n + 1, err);
+          throw e;
+        }
+      }
     }
+  } finally {
+    bounded.done();
   }
 }
 

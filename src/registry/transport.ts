@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { debuglog } from 'node:util';
 import type { Dispatcher } from 'undici';
 import type { Authenticator, Authorization } from './auth.js';
-import { discard, drop, type HttpMethod, pathOnly, type RequestContext, type HttpResponse } from './http.js';
+import { discard, drop, type HttpMethod, pathOnly, type RequestContext, type HttpResponse, withCredentials } from './http.js';
 import { registryEndpoint } from './reference.js';
 import { abortable } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
@@ -127,7 +127,15 @@ export class Transport {
     return this.#request(url.origin, { ...o, path: `${url.pathname}${url.search}` }, undefined);
   }
 
-  #request(origin: string, o: SendOptions, authorization: string | undefined): Promise<HttpResponse> {
+  async #request(origin: string, o: SendOptions, authorization: string | undefined): Promise<HttpResponse> {
+    const res = await this.#send(origin, o, authorization);
+    // Basic carries the user's own password: a 401 to it is a rejection. (A refused bearer token is
+    // reported by the token service's answer, token.ts.)
+    if (authorization?.startsWith('Basic ')) withCredentials.add(res);
+    return res;
+  }
+
+  #send(origin: string, o: SendOptions, authorization: string | undefined): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.#o.userAgent, ...o.headers };
     if (authorization !== undefined) headers.authorization = authorization;
     const body = typeof o.body === 'function' ? o.body() : o.body;

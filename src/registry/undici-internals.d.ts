@@ -15,3 +15,9 @@ declare module 'undici/lib/api/index.js' {
   const api: Record<string, unknown>;
   export default api;
 }
+
+declare module 'undici/lib/core/connect.js' {
+  import type { buildConnector as build } from 'undici';
+  const buildConnector: typeof build;
+  export default buildConnector;
+}

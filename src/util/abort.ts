@@ -25,8 +25,7 @@ export function deferred<T>(): Deferred<T> {
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, what?: string): Promise<T> {
   if (!signal) return promise;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void =>
-      reject(what === undefined ? (signal.reason as Error) : new TocfsError('ABORTED', `${what} aborted`, { cause: signal.reason }));
+    const onAbort = (): void => reject(what === undefined ? (signal.reason as Error) : abortError(what, signal));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
     // Removed before the caller resumes: a caller looping on one signal never holds two listeners.
@@ -36,6 +35,47 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefine
     };
     promise.then(settle(resolve), settle(reject));
   });
+}
+
+/**
+ * The reason a deadline's signal aborts with: the wait is over, which is no caller's abort (EIO, not
+ * EINTR). The registry client's time budget and the FUSE read deadline both use it (--fetch-timeout).
+ */
+export class DeadlinePassed extends TocfsError {
+  override name = 'DeadlinePassed';
+  constructor(
+    readonly ms: number,
+    what = 'no answer',
+  ) {
+    super('TIMEOUT', `${what} within ${ms / 1000} s (--fetch-timeout)`);
+  }
+}
+
+/** What a wait ended by `signal` throws: TIMEOUT when a deadline passed, else ABORTED. */
+export function abortError(what: string, signal: AbortSignal): TocfsError {
+  const reason: unknown = signal.reason;
+  if (reason instanceof TocfsError && reason.code === 'TIMEOUT') return new TocfsError('TIMEOUT', `${what}: ${reason.message}`, { cause: reason });
+  return new TocfsError('ABORTED', `${what} aborted`, { cause: reason });
+}
+
+/**
+ * A signal that aborts when `signal` does or, with a DeadlinePassed reason, after `ms`; `done()` clears
+ * the timer and the listener. Infinity: `signal` itself.
+ */
+export function deadline(ms: number, signal?: AbortSignal, what?: string): { signal: AbortSignal | undefined; done(): void } {
+  if (!Number.isFinite(ms)) return { signal, done() {} };
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(new DeadlinePassed(ms, what)), ms);
+  const forward = (): void => ac.abort(signal?.reason);
+  if (signal?.aborted) forward();
+  else signal?.addEventListener('abort', forward, { once: true });
+  return {
+    signal: ac.signal,
+    done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', forward);
+    },
+  };
 }
 
 /**

@@ -147,7 +147,7 @@ t.test('an abort stops one caller, not the shared resolution', async (t) => {
 
 t.test('failures: the original error, logged once, cached briefly', async (t) => {
   const h = harness();
-  const fs = createImageFilesystem({ ...h.deps, failureTtlMs: 10_000 });
+  const fs = createImageFilesystem(h.deps);
   const missing = '/images/127.0.0.1:5000/library/app:nope';
   await t.rejects(fs.lookup(missing), { code: 'NOT_FOUND', message: /app:nope.*manifest unknown/ });
   await t.rejects(fs.lookup(`${missing}/bin`), { code: 'NOT_FOUND' });
@@ -156,10 +156,34 @@ t.test('failures: the original error, logged once, cached briefly', async (t) =>
   t.equal(h.logs.length, 1);
   t.match(h.logs[0], /app:nope.*NOT_FOUND.*manifest unknown/);
   await t.rejects(fs.lookup('/images/127.0.0.1:5000/broken:v1'), { code: 'UNAUTHORIZED' });
-  h.clock.now = 10_001;
+  h.clock.now = 1_001;
   h.tags.set('nope', [L3]);
   t.equal(text(await fs.read(`${missing}/bin/sh`, 0, 9)), 'v3', 'tried again after the failure period');
   t.same(await fs.readdir('/images/127.0.0.1:5000/library'), ['app:nope'], 'only resolved images are listed');
+});
+
+// Issue 21: a failed lookup was remembered for a fixed 10 s, so an image kept failing 10 s after the
+// registry was healthy again. Now: the remembered error answers only within 1 s of the failed attempt.
+t.test('issue 21: a failing image costs one request per second, and works at once when the registry is back', async (t) => {
+  const h = harness();
+  const fs = createImageFilesystem(h.deps);
+  const img = '/images/127.0.0.1:5000/library/app:later';
+  for (const at of [0, 400, 999]) {
+    h.clock.now = at;
+    await t.rejects(fs.lookup(img), { code: 'NOT_FOUND' }, `${at} ms: failing`);
+  }
+  t.equal(h.resolves.length, 1, 'one request in the first second, however many lookups');
+  h.clock.now = 1_000;
+  await t.rejects(fs.lookup(img), { code: 'NOT_FOUND' });
+  t.equal(h.resolves.length, 2, 'asked again once the second is over');
+  t.equal(h.logs.length, 1, 'the same failure is logged once');
+  h.tags.set('later', [L3]); // the registry answers again
+  h.clock.now = 1_001;
+  await t.rejects(fs.lookup(img), { code: 'NOT_FOUND' }, 'within 1 s of the last attempt: the remembered error');
+  t.equal(h.resolves.length, 2);
+  h.clock.now = 2_000;
+  t.match(await fs.lookup(img), { type: 'dir' }, 'the first lookup after that succeeds: no 10 s wait');
+  t.equal(h.resolves.length, 3);
 });
 
 t.test('layer open failures name the image and the layer', async (t) => {

@@ -159,7 +159,8 @@ t.test('backoff: full jitter under a capped exponential, Retry-After as a floor'
 t.test('retry options are validated with named errors', async (t) => {
   t.throws(() => retryPolicy({ maxRetries: -1 }), { code: 'INVALID_OPTION', option: 'retry.maxRetries' });
   t.throws(() => retryPolicy({ minDelayMs: 10, maxDelayMs: 5 }), { code: 'INVALID_OPTION', option: 'retry.maxDelayMs' });
-  t.same(retryPolicy(), { maxRetries: 4, minDelayMs: 100, maxDelayMs: 5000 });
+  t.throws(() => retryPolicy({ budgetMs: 0 }), { code: 'INVALID_OPTION', option: 'retry.budgetMs' });
+  t.same(retryPolicy(), { maxRetries: 4, minDelayMs: 100, maxDelayMs: 5000, budgetMs: 30_000 });
 });
 
 t.test('classification', async (t) => {

@@ -20,7 +20,7 @@
 import { InvalidOptionError, TocfsError } from '../../errors.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 import { cacheErrorChannel, publish } from '../events.js';
-import { AbortScope, abortable, deferred, type Deferred } from '../../util/abort.js';
+import { AbortScope, abortError, abortable, deferred, type Deferred } from '../../util/abort.js';
 import { SingleFlight } from '../../util/single-flight.js';
 import { finalError, planRef, type ChunkRef, type Unit } from './fetch-plan.js';
 import type { ChunkLayer, FetchFigures } from './chunk-layer.js';
@@ -134,7 +134,7 @@ export class ChunkFetcher {
    * joined goes on.
    */
   async getChunks(layer: ChunkLayer, refs: readonly ChunkRef[], signal?: AbortSignal, opts: GetChunksOptions = {}): Promise<Uint8Array[]> {
-    if (signal?.aborted) throw new TocfsError('ABORTED', 'chunk read aborted', { cause: signal.reason });
+    if (signal?.aborted) throw abortError('chunk read', signal);
     const plans = refs.map((ref) => planRef(layer.digest, ref, this.#maxWholeFile));
     const units = new Map<string, Unit>();
     const used = new Map<string, number>();

@@ -63,6 +63,39 @@ function statsOf(digest: string, format: LayerFormat, tocSource: CvmfsLayerStats
   };
 }
 
+/**
+ * A file's bytes from a `layerfs` directory, or undefined when they must come from the registry's copy
+ * (`failed` hears why; it may throw instead). The file is read by its path, so only this layer's regular
+ * files are looked for: an entry of another layer at a path this layer also has would read this layer's
+ * bytes, and a FIFO or device entry would open the node itself. Nothing is read at or past the end: a
+ * whiteout in overlayfs's form (a char device 0/0 shown as an empty `.wh.NAME` file) has no file at all,
+ * and reading it must not open the registry's copy.
+ */
+async function fromLayerfs(
+  layer: Pick<Layer, 'digest' | 'index'>,
+  source: CvmfsSource,
+  dir: string,
+  counting: Counting,
+  entry: TocEntry,
+  offset: number,
+  length: number,
+  failed: (err: CvmfsFileError) => void,
+): Promise<Uint8Array | undefined> {
+  ownRegularFile(layer, entry);
+  clampedRange(entry, offset, length);
+  if (offset >= entry.size || length === 0) return new Uint8Array(0);
+  if (counting.fallbackFiles.has(entry.path)) return undefined;
+  try {
+    const bytes = await source.readFile(join(dir, entry.path), entry.size, offset, length);
+    counting.bytesCvmfs += bytes.length;
+    return bytes;
+  } catch (err) {
+    if (!(err instanceof CvmfsFileError)) throw err;
+    failed(err);
+    return undefined;
+  }
+}
+
 export interface CvmfsLayerOptions {
   readonly digest: string;
   readonly index: CvmfsDirIndex;
@@ -97,24 +130,11 @@ export class CvmfsLayer implements Layer {
   }
 
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
-    // The file is read by its path: an entry of another layer at a path this layer also has would read
-    // this layer's bytes, and a FIFO or device entry would open the node itself.
-    ownRegularFile(this, entry);
-    clampedRange(entry, offset, length);
-    // Nothing to read at or past the end. A whiteout in overlayfs's form (a char device 0/0 shown as an
-    // empty `.wh.NAME` file) has no file on layerfs at all: reading it must not open the registry's copy.
-    if (offset >= entry.size || length === 0) return new Uint8Array(0);
-    if (!this.#counting.fallbackFiles.has(entry.path)) {
-      try {
-        const bytes = await this.#source.readFile(join(this.index.dir, entry.path), entry.size, offset, length);
-        this.#counting.bytesCvmfs += bytes.length;
-        return bytes;
-      } catch (err) {
-        if (!(err instanceof CvmfsFileError)) throw err;
-        if (this.#fallback === undefined) throw err;
-        this.#noteFallback(entry.path, err);
-      }
-    }
+    const own = await fromLayerfs(this, this.#source, this.index.dir, this.#counting, entry, offset, length, (err) => {
+      if (this.#fallback === undefined) throw err;
+      this.#noteFallback(entry.path, err);
+    });
+    if (own !== undefined) return own;
     const registry = await this.#registryCopy();
     const twin = registry.index.lookup(entry.path);
     if (twin?.type !== 'reg' || twin.size !== entry.size) {
@@ -179,25 +199,13 @@ export class CvmfsBackedLayer implements Layer {
   }
 
   async read(entry: TocEntry, offset: number, length: number, signal?: AbortSignal, opts?: LayerReadOptions): Promise<Uint8Array> {
-    // As CvmfsLayer.read: only this layer's regular files are looked for on layerfs (by their path).
-    ownRegularFile(this, entry);
-    clampedRange(entry, offset, length);
-    // The verified TOC says where the file ends: nothing to read at or past it, on CVMFS or elsewhere.
-    if (offset >= entry.size || length === 0) return new Uint8Array(0);
-    if (!this.#counting.fallbackFiles.has(entry.path)) {
-      try {
-        const bytes = await this.#source.readFile(join(this.#layerfs, entry.path), entry.size, offset, length);
-        this.#counting.bytesCvmfs += bytes.length;
-        return bytes;
-      } catch (err) {
-        if (!(err instanceof CvmfsFileError)) throw err;
-        this.#counting.fallbackFiles.add(entry.path);
-        if (!this.#logged) {
-          this.#logged = true;
-          this.#log(`layer ${this.digest}: ${err.message}; this layer's files missing or different on CVMFS are read from the registry`);
-        }
-      }
-    }
+    const own = await fromLayerfs(this, this.#source, this.#layerfs, this.#counting, entry, offset, length, (err) => {
+      this.#counting.fallbackFiles.add(entry.path);
+      if (this.#logged) return;
+      this.#logged = true;
+      this.#log(`layer ${this.digest}: ${err.message}; this layer's files missing or different on CVMFS are read from the registry`);
+    });
+    if (own !== undefined) return own;
     const bytes = await this.#inner.read(entry, offset, length, signal, opts);
     this.#counting.bytesRegistry += bytes.length;
     return bytes;

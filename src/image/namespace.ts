@@ -238,6 +238,14 @@ class ImageFilesystem implements ImageNamespace {
         layer = await this.#deps.openLayerByDigest(repo, digest);
       }
       const opened = new LayerView(layer, () => this.#inodes.next());
+      // A layer's own tree cannot show a hardlink to a file of a lower layer (or to nothing): say which
+      // names it leaves out, once, rather than letting them vanish (the merged image view logs its own).
+      const links = [...layer.index.externalLinks()];
+      if (links.length > 0) {
+        const shown = links.slice(0, 10).map(([name, target]) => `${JSON.stringify(name)} -> ${JSON.stringify(target)}`);
+        const more = links.length > 10 ? ` and ${links.length - 10} more` : '';
+        this.#log(`layer ${layer.digest}: ${links.length} hardlinks left out of the layer's own tree, their targets are not in this layer: ${shown.join(', ')}${more}`);
+      }
       this.#layers.set(key, opened);
       this.#list(`layers/${key}`);
       return opened;

@@ -12,7 +12,8 @@ import { isMounted } from '../../src/fuse/mount.js';
 import { readMountFigures, readAccessed, type MountFigures } from '../../src/cli/stats.js';
 import { cpuSeconds, peakRss, run } from './proc.js';
 
-const BIN = fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
+/** `TOCFS_BENCH_BIN=PATH`: another build's bin/tocfs.js (e.g. a copy of the one before a change, for before/after). */
+const BIN = process.env['TOCFS_BENCH_BIN'] ?? fileURLToPath(new URL('../../bin/tocfs.js', import.meta.url));
 
 export interface RunningDaemon {
   /** performance.now() when the mount showed in the mount table. */

@@ -19,6 +19,7 @@ import type { Platform } from '../registry/types.js';
 import { recordAccesses } from '../fuse/access-recorder.js';
 import { mountFilesystem, type Mount } from '../fuse/mount.js';
 import { OpTrace } from '../fuse/op-trace.js';
+import { tightenPrivateTree, usePrivateUmask } from '../util/private-files.js';
 
 export interface ReaderConfig {
   readonly cacheDir: string;
@@ -99,7 +100,15 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
   };
   const fetchTimeoutMs = config.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   try {
+    // The cache holds bytes of files images keep private and this runs as root on a shared node: everything
+    // written from here on is 0700/0600 (explicit modes, and the umask for anything that forgets), and a
+    // cache an older tocfs left 0755/0644 is tightened before any of it is served again.
+    usePrivateUmask();
     await checkCacheDir(config.cacheDir);
+    const tightened = await tightenPrivateTree(config.cacheDir);
+    if (tightened > 0) {
+      config.log(`cache ${config.cacheDir}: removed group/other access from ${tightened} files and directories (private to the daemon from now on)`);
+    }
     const cvmfsRoot = await cvmfsRootOf(config);
     const client = new RegistryClient({
       credentials: await loadDockerConfig(),

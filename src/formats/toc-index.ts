@@ -26,8 +26,6 @@ export interface IndexTocOptions {
 const NO_CHUNKS: readonly TocChunk[] = Object.freeze([]);
 const NO_CHILDREN: readonly string[] = Object.freeze([]);
 
-/** Format artefacts stored as root-level tar entries; DESIGN.md §1.3 keeps them out of every tree. */
-
 class Index implements TocIndex {
   readonly format: TocFormat;
   readonly tocOffset: number;
@@ -376,13 +374,17 @@ class TreeBuilder {
   }
 }
 
-/** Validates and indexes a format's raw TOC entries. Throws FormatError (or InvalidOptionError for bad limits). */
-export function indexToc(raw: readonly RawTocEntry[], opts: IndexTocOptions): TocIndex {
+/** Validates and indexes raw TOC entries (a generator: each indexed as it comes, then collectable). FormatError. */
+export function indexToc(raw: Iterable<RawTocEntry>, opts: IndexTocOptions): TocIndex {
   const limits = resolveTocLimits(opts.limits);
   if (!Number.isSafeInteger(opts.tocOffset) || opts.tocOffset < 0) throw new FormatError(`TOC offset ${opts.tocOffset} is not a non-negative safe integer`);
-  if (raw.length > limits.maxEntries) throw new FormatError(`TOC has ${raw.length} entries, above maxEntries ${limits.maxEntries}`);
+  if (Array.isArray(raw) && raw.length > limits.maxEntries) throw new FormatError(`TOC has ${raw.length} entries, above maxEntries ${limits.maxEntries}`);
   const indexer = new Indexer(limits, opts.tocOffset, opts.format === 'tar');
-  for (let i = 0; i < raw.length; i++) indexer.add(raw[i]!, i);
+  let i = 0;
+  for (const entry of raw) {
+    if (i >= limits.maxEntries) throw new FormatError(`TOC has more than ${limits.maxEntries} entries, above maxEntries ${limits.maxEntries}`);
+    indexer.add(entry, i++);
+  }
   indexer.finish();
   const tree = new TreeBuilder(indexer.explicit);
   for (const [path, entry] of indexer.explicit) if (path !== '') tree.place(path, entry);

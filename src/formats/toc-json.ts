@@ -45,7 +45,8 @@ function decodeXattrs(value: unknown, fail: (reason: string) => never): Readonly
   return Object.freeze(Object.fromEntries(decoded));
 }
 
-function toRawEntry(value: unknown, index: number): RawTocEntry {
+/** One entry of the JSON (number `index`) type-checked and copied into a `RawTocEntry`. */
+export function toRawEntry(value: unknown, index: number): RawTocEntry {
   const fail = (reason: string): never => {
     throw new FormatError(`TOC JSON entry #${index}: ${reason}`);
   };

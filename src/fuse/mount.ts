@@ -11,8 +11,8 @@
 import Fuse from 'fuse-native';
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { mkdir, readFile, stat, statfs } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { chmod, mkdir, readFile, stat, statfs } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { InvalidOptionError, TocfsError } from '../errors.js';
 import type { Filesystem } from '../image/filesystem.js';
@@ -73,6 +73,20 @@ type Signal = (result: number, ...values: unknown[]) => void;
 // And when no FUSE mount is left at MNT, fusermount is not run at all: as root it would detach whatever is
 // mounted there, such as the bind mount a container's volume is.
 const fusermountUnmount = Fuse.unmount;
+
+/**
+ * Makes the mountpoint and its missing parents 0755: the daemon's umask is 077 (its cache is private,
+ * util/private-files.ts), which would leave a new `/srv` unreachable for the users the mount serves.
+ */
+async function makeMountpoint(mnt: string): Promise<void> {
+  const first = await mkdir(mnt, { recursive: true });
+  if (first === undefined) return;
+  const made = resolve(first);
+  for (let dir = resolve(mnt); ; dir = dirname(dir)) {
+    await chmod(dir, 0o755);
+    if (dir === made || dir === dirname(dir)) break;
+  }
+}
 Fuse.unmount = (mnt, cb) => {
   const viaFusermount = (): void =>
     fusermountUnmount(mnt, (err) => {
@@ -105,7 +119,7 @@ class TocfsFuse extends Fuse {
    * same steps without that check: make the directory if missing, then the native mount.
    */
   override _open(cb: (err: Error | null) => void): void {
-    mkdir(this.mnt, { recursive: true })
+    makeMountpoint(this.mnt)
       .then(() => stat(this.mnt))
       .then((st) => {
         if (!st.isDirectory()) return cb(new Error('Mountpoint is not a directory'));

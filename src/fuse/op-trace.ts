@@ -9,7 +9,8 @@
  * "error"? }`. A read through an open file's handle is a "read" line like any other.
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, fchmod, type WriteStream } from 'node:fs';
+import { PRIVATE_FILE_MODE } from '../util/private-files.js';
 import { requestChannel } from '../registry/figures.js';
 import type { FileHandle, Filesystem, FsNode, FsSpace, ReadOptions } from '../image/filesystem.js';
 
@@ -36,7 +37,10 @@ export class OpTrace implements Filesystem {
 
   constructor(inner: Filesystem, file: string) {
     this.#inner = inner;
-    this.#out = createWriteStream(file, { flags: 'w' });
+    // The trace names every path read: private to the daemon like its cache (DESIGN.md §2). A file that
+    // already existed keeps its mode through O_TRUNC, hence the fchmod.
+    this.#out = createWriteStream(file, { flags: 'w', mode: PRIVATE_FILE_MODE });
+    this.#out.once('open', (fd: number) => fchmod(fd, PRIVATE_FILE_MODE, () => {}));
     this.#out.on('error', () => {}); // a trace that cannot be written must not take the mount down
     subscribe(requestChannel.name, this.#onRequest);
   }

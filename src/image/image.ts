@@ -2,7 +2,8 @@
  * An image: a reference resolved to a pinned manifest, its config, its layers opened in parallel, and the
  * merged tree over them (DESIGN.md §1.3).
  */
-import { TocfsError, isTocfsError } from '../errors.js';
+import { FormatError, TocfsError, isTocfsError } from '../errors.js';
+import { notALayerReason } from '../registry/manifest.js';
 import type { RegistryClient } from '../registry/client.js';
 import { formatReference } from '../registry/reference.js';
 import type { TocEntry } from '../formats/toc.js';
@@ -62,6 +63,12 @@ export async function openImage(deps: ImageDeps, ref: ImageReference, signal?: A
   );
   const repo: RepositoryRef = { registry: ref.registry, repository: ref.repository };
   const manifest = resolved.manifest.document;
+  // Checked before anything is opened: a non-layer blob (a Helm chart, a ZIP archive) read as a layer would
+  // serve a tree the image never had, without a word.
+  manifest.layers.forEach((descriptor, i) => {
+    const reason = notALayerReason(descriptor.mediaType);
+    if (reason !== undefined) throw new FormatError(`image ${shown}: layer ${i} ${descriptor.digest}: ${reason}`);
+  });
   const flat = await cvmfs?.flat(manifest, shown);
   // What a layer's SOCI index (DESIGN.md §3.3) refers to: this manifest, or its entry in the image index.
   const indexDescriptor = resolved.index?.document.manifests.find((d) => d.digest === resolved.manifest.digest);

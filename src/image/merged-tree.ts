@@ -29,8 +29,14 @@ import { notAFile, readOwned, treeFile, type OnOpened, type Owned } from './tree
 import { mergeDirectory, type LinkPart, type Part } from './merge-dir.js';
 
 interface Node {
-  /** Made when first asked for. */
+  /** Directories and files with several names: made when first asked for, then kept. */
   stat?: FsNode;
+  /**
+   * A file with one name: its inode once first asked for (0 before), its stat made afresh on each ask. A
+   * tree of 10^6 files keeps one small object per name instead of a stat and two WeakMap entries (~250
+   * bytes a name: half the daemon's heap after a `find` over such a tree); the kernel caches attributes.
+   */
+  ino?: number;
   /** The layer and entry that own the node: reads and xattrs go there. Absent for an image without layers. */
   readonly owner?: Part;
   /**
@@ -236,7 +242,12 @@ export class MergedTree {
   /** A directory's stat counts its subdirectories in nlink, so it is made on first use. */
   #statOf(node: Node): FsNode {
     if (node.stat !== undefined) return node.stat;
-    if (node.dir === undefined) return (node.stat = this.#leafStat(node.owner!));
+    if (node.dir === undefined) {
+      const owner = node.owner!;
+      if (owner.entry.nlink !== 1 || this.#linkNamesOf(owner.entry) !== undefined) return (node.stat = this.#leafStat(owner));
+      if (node.ino === 0 || node.ino === undefined) node.ino = this.#inodes.next();
+      return entryStat(owner.entry, node.ino, 1);
+    }
     const { entry } = node.owner!;
     let subdirs = 0;
     for (const child of this.#childrenOf(node).values()) if (child.dir !== undefined) subdirs++;
@@ -245,7 +256,8 @@ export class MergedTree {
   }
 
   #leafNode(part: Part): Node {
-    return { owner: part };
+    // `ino` from the start: a property added later would cost the object a separate property store.
+    return { owner: part, ino: 0 };
   }
 
   /** Shared by every name of the file (hardlinks, in-layer or external, share the TocEntry). */

@@ -188,6 +188,11 @@ class ImageFilesystem implements ImageNamespace {
   }
 
   async #target(path: string, signal: AbortSignal | undefined): Promise<Target> {
+    const known = this.#resolvedImage(path);
+    if (known !== undefined) {
+      await known.image.tree.load(known.rest, signal);
+      return known;
+    }
     if (!path.startsWith('/')) throw new TocfsError('NOT_FOUND', `${JSON.stringify(path)} is not an absolute path`);
     const parts = path.split('/').filter((c) => c !== '');
     if (parts.length === 0) return { kind: 'root' };
@@ -216,6 +221,29 @@ class ImageFilesystem implements ImageNamespace {
     const layer = await this.#layer(key, parsed.ref, path, signal);
     await listPath(layer.layer, inner, signal);
     return { kind: 'layer', layer, rest: inner };
+  }
+
+  /**
+   * A path inside an image already resolved, found without splitting or parsing it: a `find` over a 10^6-entry
+   * image is 10^6 getattrs, and parsing the reference of each cost more than the tree lookup. The root is the
+   * first component after the host holding `:` or `@`, as parseImagePath finds it, and a resolved key is a
+   * reference that parsed, so the same path parses to the same image. Paths the kernel would not send
+   * (empty components, a trailing `/`) take the full way.
+   */
+  #resolvedImage(path: string): { kind: 'image'; image: Image; rest: string } | undefined {
+    if (!path.startsWith(IMAGES_PREFIX)) return undefined;
+    const host = path.indexOf('/', IMAGES_PREFIX.length);
+    if (host < 0) return undefined;
+    const colon = path.indexOf(':', host);
+    const at = path.indexOf('@', host);
+    const mark = colon < 0 ? at : at < 0 ? colon : Math.min(colon, at);
+    if (mark < 0) return undefined;
+    const end = path.indexOf('/', mark);
+    const image = this.#images.get(path.slice(IMAGES_PREFIX.length, end < 0 ? undefined : end));
+    if (image === undefined) return undefined;
+    const rest = end < 0 ? '' : path.slice(end + 1);
+    if (rest.endsWith('/') || rest.includes('//') || rest.startsWith('/')) return undefined;
+    return { kind: 'image', image, rest };
   }
 
   #image(key: string, ref: ImageReference, signal: AbortSignal | undefined): Promise<Image> {
@@ -248,6 +276,14 @@ class ImageFilesystem implements ImageNamespace {
         layer = await this.#deps.openLayerByDigest(repo, digest);
       }
       const opened = new LayerView(layer, () => this.#inodes.next());
+      // A layer's own tree cannot show a hardlink to a file of a lower layer (or to nothing): say which
+      // names it leaves out, once, rather than letting them vanish (the merged image view logs its own).
+      const links = [...layer.index.externalLinks()];
+      if (links.length > 0) {
+        const shown = links.slice(0, 10).map(([name, target]) => `${JSON.stringify(name)} -> ${JSON.stringify(target)}`);
+        const more = links.length > 10 ? ` and ${links.length - 10} more` : '';
+        this.#log(`layer ${layer.digest}: ${links.length} hardlinks left out of the layer's own tree, their targets are not in this layer: ${shown.join(', ')}${more}`);
+      }
       this.#layers.set(key, opened);
       this.#list(`layers/${key}`);
       return opened;
@@ -341,6 +377,8 @@ class ImageFilesystem implements ImageNamespace {
 }
 
 /** One layer's own tree: every entry of its index, whiteouts included. */
+const IMAGES_PREFIX = '/images/';
+
 class LayerView {
   readonly layer: Layer;
   readonly #layer: Layer;

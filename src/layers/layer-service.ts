@@ -26,7 +26,7 @@ import { SociIndexes, type SociClient } from './soci/soci-index.js';
 import { SociLayer } from './soci/soci-layer.js';
 import type { LayerStats, VerifiedLayer } from './toc/toc-layer.js';
 import { MemoryChunkStore } from './store/memory-store.js';
-import { hasLazyToc, openLayer, type TocDetector } from './toc/open-layer.js';
+import { hasLazyToc, openLayer, unpinnedZstdPosition, type TocDetector } from './toc/open-layer.js';
 import { registryBlobSource, type RangeSource } from './sources/range-source.js';
 import { prereadSource, type PrereadSource } from './sources/preread-source.js';
 import { openTocCache, type TocCacheStats } from './store/toc-cache.js';
@@ -182,6 +182,10 @@ export async function createLayerService(opts: LayerServiceOptions): Promise<Lay
    */
   async function doOpenPlain(repo: RepositoryRef, descriptor: Descriptor, image: ImageContext | undefined): Promise<FullLayer | SociLayer> {
     const limits = opts.limits;
+    const unpinned = unpinnedZstdPosition(descriptor);
+    if (unpinned !== undefined) {
+      log(`layer ${descriptor.digest}: ${unpinned} without its manifest-checksum: the TOC it points at cannot be verified, so the layer is pulled whole and checked against its digest`);
+    }
     const cached = await reopenFullLayer({ cacheDir: opts.cacheDir, descriptor, ...(limits ? { limits } : {}) });
     const layer = cached ?? (await openSoci(repo, descriptor, image)) ?? (await doOpenFull(repo, descriptor));
     if (layer instanceof FullLayer) {

@@ -69,6 +69,20 @@ export function layerCompression(mediaType: string): LayerCompression | undefine
   return LAYER_COMPRESSION.get(mediaType);
 }
 
+/** ZIP artifacts (DESIGN.md §1.2, §3.6): layers that are ZIP archives, not tars; served by their own kind. */
+export const MEDIA_TYPE_ZIP = 'application/zip';
+
+/**
+ * Why a descriptor in an image manifest's `layers` is not a tar layer tocfs can apply (a Helm chart, a
+ * signature, a ZIP archive...), or undefined when it is one. Such a "layer" is no filesystem change set:
+ * serving it as one would show a tree the image never had.
+ */
+export function notALayerReason(mediaType: string): string | undefined {
+  if (LAYER_COMPRESSION.has(mediaType)) return undefined;
+  if (mediaType === MEDIA_TYPE_ZIP) return `media type ${JSON.stringify(mediaType)} is a ZIP archive, not a tar layer: ZIP artifacts are not served as image layers`;
+  return `media type ${JSON.stringify(mediaType.slice(0, 200))} is not a layer media type (expected one of the OCI or Docker tar, tar+gzip or tar+zstd layer types)`;
+}
+
 export function isManifestMediaType(mediaType: string): boolean {
   return MANIFEST_TYPES.has(mediaType);
 }

@@ -66,6 +66,12 @@ t.test('the unit restarts on failure, stops with SIGTERM and unmounts after the 
   t.match(d.get('ExecStopPost'), /^-.* unmount \/srv\/tocfs$/, 'the unmount may fail (nothing mounted) without failing the stop');
 });
 
+t.test('the cache directory systemd makes is private to the daemon (issue 21)', async (t) => {
+  const d = directives(await readFile(unitPath, 'utf8'));
+  t.equal(d.get('CacheDirectory'), 'tocfs');
+  t.equal(d.get('CacheDirectoryMode'), '0700', 'systemd would make it 0755: any user could read the cached bytes');
+});
+
 t.test("ExecStart mounts; SIGTERM unmounts and exits 0; after SIGKILL, ExecStopPost removes the dead mount", async (t) => {
   const d = directives(await readFile(unitPath, 'utf8'));
   const mnt = tempDir(t, 'unit-mnt');

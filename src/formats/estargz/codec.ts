@@ -8,7 +8,7 @@ import { createGunzip, gunzip, gunzipSync, type InputType, type ZlibOptions } fr
 import { FormatError, InvalidOptionError, TocfsError } from '../../errors.js';
 import { resolveTocLimits } from '../toc-fields.js';
 import { indexToc } from '../toc-index.js';
-import { parseTocJson } from '../toc-json.js';
+import { tocJsonEntries } from '../toc-json-stream.js';
 import type { DecodedToc, TocCodec, TocFormat, TocLimits, TocLocation } from '../toc.js';
 import { ESTARGZ_FOOTER_LENGTH, LEGACY_FOOTER_LENGTH, parseEstargzFooter, parseLegacyFooter, type ParsedFooter } from './footer.js';
 import { tocJsonFromTar } from './toc-tar.js';
@@ -136,8 +136,8 @@ class GzipTocCodec implements TocCodec {
       throw new FormatError(`TOC at ${location.tocOffset} ${reason}`, { cause: err });
     }
     const json = tocJsonFromTar(tar);
-    const raw = parseTocJson(json, lim.maxEntries);
-    const index = indexToc(raw, { format: this.format, tocOffset: location.tocOffset, limits: lim });
+    // Entries indexed as they are parsed: a 10^6-entry TOC never has all its parsed entries alive at once.
+    const index = indexToc(tocJsonEntries(json, lim.maxEntries), { format: this.format, tocOffset: location.tocOffset, limits: lim });
     return { index, tocDigest: sha256(json), compressedTocDigest: sha256(tocBytes) };
   }
 

@@ -48,7 +48,9 @@ export function parseZstdAnnotations(annotations: Readonly<Record<string, string
     const checksum = annotations[names.checksum];
     const position = annotations[names.position];
     if (checksum === undefined && position === undefined) continue;
-    if (checksum === undefined) throw new FormatError(`${names.position} without ${names.checksum}: the TOC cannot be verified`);
+    // A position without a checksum locates a TOC nothing pins: not an error (the README promises such a
+    // layer is read, pulled whole and checked by its digest), just nothing to read it lazily by.
+    if (checksum === undefined) continue;
     if (!isSha256Digest(checksum)) throw new FormatError(`${names.checksum} ${JSON.stringify(checksum.slice(0, 80))} is not a sha256 digest`);
     if (position === undefined) return { compressedTocDigest: checksum, generation };
     const m = POSITION.exec(position);

@@ -18,6 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, readdir, rename, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../util/private-files.js';
 import { join } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -226,7 +227,7 @@ async function fetchTar(
     }
   }
   const maxUncompressed = opts.maxUncompressedBytes ?? DEFAULT_MAX_UNCOMPRESSED_LAYER_BYTES;
-  const file = await open(partial, 'wx');
+  const file = await open(partial, 'wx', PRIVATE_FILE_MODE);
   const inflating = inflater(compression);
   const entries: RawTocEntry[] = [];
   const reader = new TarReader();
@@ -333,7 +334,7 @@ export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLay
   if (cached) return cached;
   const paths = fullLayerPaths(opts.cacheDir, descriptor.digest);
 
-  await mkdir(paths.dir, { recursive: true });
+  await mkdir(paths.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   const maxEntries = opts.limits?.maxEntries ?? DEFAULT_TOC_LIMITS.maxEntries;
   let committed = false;
   try {
@@ -341,7 +342,7 @@ export async function openFullLayer(opts: OpenFullLayerOptions): Promise<FullLay
     const index = indexToc(entries, { format: 'tar', tocOffset: tarSize, ...(opts.limits ? { limits: opts.limits } : {}) });
     await rename(paths.partial, paths.tar);
     const indexTmp = `${paths.partial}.index`;
-    await writeFile(indexTmp, encodeIndex(descriptor.digest, tarSize, entries));
+    await writeFile(indexTmp, encodeIndex(descriptor.digest, tarSize, entries), { mode: PRIVATE_FILE_MODE });
     await rename(indexTmp, paths.index);
     committed = true;
     // The blob verified (streamBlob checks its digest at its end), so its zTOC may be trusted too.

@@ -15,6 +15,7 @@
  */
 import { constants } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
+import { PRIVATE_FILE_MODE } from '../../util/private-files.js';
 import { join } from 'node:path';
 
 // Node's own types leave WebAssembly to lib.dom; this is the one constructor used here.
@@ -76,7 +77,7 @@ export async function probeDirectWrites(dir: string, scratchName: string): Promi
 export async function writeDirect(path: string, pieces: readonly Uint8Array[]): Promise<void> {
   const buffers = (pool ??= new BouncePool());
   const size = pieces.reduce((sum, piece) => sum + piece.byteLength, 0);
-  const file = await open(path, CREATE_DIRECT);
+  const file = await open(path, CREATE_DIRECT, PRIVATE_FILE_MODE);
   try {
     let piece = 0;
     let inPiece = 0;

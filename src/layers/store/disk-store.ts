@@ -11,6 +11,7 @@
  * A cache directory belongs to one daemon at a time: two would keep separate quotas over the same files.
  */
 import { mkdir, open, readdir, readFile, rename, rm, stat, utimes, type FileHandle } from 'node:fs/promises';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../util/private-files.js';
 import { join } from 'node:path';
 import { InvalidOptionError } from '../../errors.js';
 import {
@@ -105,7 +106,7 @@ export async function openDiskStore(opts: DiskStoreOptions): Promise<DiskChunkSt
   const touchIntervalMs = opts.touchIntervalMs ?? DEFAULT_TOUCH_INTERVAL_MS;
   const root = join(opts.dir, 'chunks');
   const tmpDir = join(root, '.tmp');
-  await mkdir(tmpDir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true, mode: PRIVATE_DIR_MODE });
   await removeStaleTemps(tmpDir);
   const quota = Quota.fromScan(opts.maxBytes, touchIntervalMs, await scan(root));
   const direct = opts.directWrites !== false && (await probeDirectWrites(tmpDir, `${process.pid}-probe`));
@@ -213,7 +214,7 @@ export class DiskChunkStore implements ChunkStore {
     const txn: { abort(): Promise<void>; committing?: Promise<void> } = { abort: () => abort() };
     this.#open.add(txn);
 
-    const fileHandle = (): Promise<FileHandle> => (handle ??= open(tmp, 'wx'));
+    const fileHandle = (): Promise<FileHandle> => (handle ??= open(tmp, 'wx', PRIVATE_FILE_MODE));
     const closeAndRemove = async (): Promise<void> => {
       const h = handle;
       handle = undefined;
@@ -260,7 +261,7 @@ export class DiskChunkStore implements ChunkStore {
             }
             const dir = join(this.#root, hex.slice(0, 2));
             if (!this.#madeDirs.has(dir)) {
-              await mkdir(dir, { recursive: true });
+              await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
               this.#madeDirs.add(dir);
             }
             // Stamped explicitly: the kernel's mtime clock is coarse, and ties would lose the LRU order.

@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../../util/private-files.js';
 import { join } from 'node:path';
 import { TOC_CODECS } from '../../formats/codecs.js';
 import type { TocFormat, TocLocation } from '../../formats/toc.js';
@@ -84,7 +85,7 @@ let tmpSeq = 0;
 export async function openTocCache(dir: string): Promise<TocCache> {
   const root = join(dir, 'tocs');
   const tmpDir = join(root, '.tmp');
-  await mkdir(tmpDir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true, mode: PRIVATE_DIR_MODE });
   await removeStaleTemps(tmpDir);
   return new TocCache(root, tmpDir);
 }
@@ -155,8 +156,8 @@ export class TocCache {
     };
     const tmp = join(this.#tmpDir, `${process.pid}-${tmpSeq++}-${hex}`);
     try {
-      await writeFile(tmp, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), tocBytes]));
-      await mkdir(join(this.#root, hex.slice(0, 2)), { recursive: true });
+      await writeFile(tmp, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`), tocBytes]), { mode: PRIVATE_FILE_MODE, flag: 'wx' });
+      await mkdir(join(this.#root, hex.slice(0, 2)), { recursive: true, mode: PRIVATE_DIR_MODE });
       await rename(tmp, this.#path(hex));
       this.#writes++;
     } catch (err) {

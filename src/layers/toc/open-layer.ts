@@ -78,6 +78,20 @@ export function hasLazyToc(descriptor: Descriptor): boolean {
   return a !== undefined && (a[TOC_DIGEST_ANNOTATION] !== undefined || Object.keys(a).some(isZstdChecksumName));
 }
 
+/**
+ * The zstd:chunked position annotation a descriptor carries without its checksum, if any: it locates a TOC
+ * nothing pins, so the layer is not read lazily by it (pulled whole and checked by the layer digest unless
+ * a stargz toc.digest pins the TOC).
+ */
+export function unpinnedZstdPosition(descriptor: Descriptor): string | undefined {
+  const a = descriptor.annotations;
+  if (a === undefined) return undefined;
+  for (const names of [ZSTD_CHUNKED_ANNOTATIONS, LEGACY_ZSTD_CHUNKED_ANNOTATIONS]) {
+    if (a[names.position] !== undefined && a[names.checksum] === undefined) return names.position;
+  }
+  return undefined;
+}
+
 function isZstdChecksumName(name: string): boolean {
   return name === ZSTD_CHUNKED_ANNOTATIONS.checksum || name === LEGACY_ZSTD_CHUNKED_ANNOTATIONS.checksum;
 }

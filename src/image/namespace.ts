@@ -9,7 +9,6 @@
  */
 import { debuglog } from 'node:util';
 import { InvalidReferenceError, IsDirectoryError, TocfsError, isTocfsError } from '../errors.js';
-import type { TocEntry } from '../formats/toc.js';
 import { abortable } from '../util/abort.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { formatReference, parseImagePath } from '../registry/reference.js';
@@ -19,8 +18,7 @@ import { openImage, type Image, type ImageDeps } from './image.js';
 import type { Figures } from '../layers/figures.js';
 import type { Layer } from '../layers/layer.js';
 import { createInodeCounter, listPath } from './layer-tree.js';
-import { entryStat } from './entry-stat.js';
-import { treeFile } from './tree-file.js';
+import { LayerView } from './layer-view.js';
 
 const MAX_REMEMBERED_FAILURES = 10_000;
 
@@ -376,46 +374,7 @@ class ImageFilesystem implements ImageNamespace {
   }
 }
 
-/** One layer's own tree: every entry of its index, whiteouts included. */
 const IMAGES_PREFIX = '/images/';
-
-class LayerView {
-  readonly layer: Layer;
-  readonly #layer: Layer;
-  readonly #next: () => number;
-  readonly #inos = new WeakMap<TocEntry, number>();
-
-  constructor(layer: Layer, next: () => number) {
-    this.layer = layer;
-    this.#layer = layer;
-    this.#next = next;
-  }
-
-  lookup(path: string): FsNode | undefined {
-    const entry = this.#layer.index.lookup(path);
-    if (entry === undefined) return undefined;
-    let ino = this.#inos.get(entry);
-    if (ino === undefined) this.#inos.set(entry, (ino = this.#next()));
-    return entryStat(entry, ino, entry.nlink);
-  }
-
-  readdir(path: string): readonly string[] | undefined {
-    const children = this.#layer.index.children(path);
-    return children === undefined ? undefined : [...children.keys()];
-  }
-
-  xattrs(path: string): ReadonlyMap<string, Uint8Array> | undefined {
-    const entry = this.#layer.index.lookup(path);
-    return entry === undefined ? undefined : new Map(Object.entries(entry.xattrs ?? {}));
-  }
-
-  open(path: string): FileHandle | undefined {
-    const node = this.lookup(path);
-    const entry = this.#layer.index.lookup(path);
-    if (node === undefined || entry === undefined) return undefined;
-    return treeFile(path, node, entry.type === 'reg' ? { layer: this.#layer, entry } : undefined, undefined);
-  }
-}
 
 function notFound(path: string): never {
   throw new TocfsError('NOT_FOUND', `no such file ${path}`);

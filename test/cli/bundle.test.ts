@@ -70,7 +70,8 @@ t.test('the bundled CLI runs: usage, and a usage error with its exit code', asyn
 // self-contained like the CLI's, named so by the CLI's bundle, and decompress.
 t.test('the zstd worker bundle sits next to the CLI bundle and decompresses', async (t) => {
   const cli = await readFile(bundle, 'utf8');
-  t.match(cli, /new URL\(`\.\/zstd-worker\$\{extname\(fileURLToPath\(import\.meta\.url\)\)\}`, import\.meta\.url\)/, 'the CLI starts ./zstd-worker + its own extension');
+  // esbuild may rename the imports (fileURLToPath2) when another bundled module imports the same name.
+  t.ok(/new URL\(`\.\/zstd-worker\$\{extname\d*\(fileURLToPath\d*\(import\.meta\.url\)\)\}`, import\.meta\.url\)/.test(cli), 'the CLI starts ./zstd-worker + its own extension');
   const specs = specifiersOf(await readFile(zstdWorker, 'utf8'));
   t.same([...specs].filter((s) => !isBuiltin(s) && !NATIVE_ADDONS.includes(packageOf(s))), [], 'nothing outside but builtins and addons');
   const worker = new Worker(zstdWorker);

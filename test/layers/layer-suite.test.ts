@@ -1,5 +1,5 @@
 // Every layer kind through the shared layer suite (test/support/layer-suite.ts): TOC layers (eStargz gzip,
-// zstd:chunked), whole layers (gzip, zstd, plain tar), and CVMFS layers (a DUCC `layerfs` in the tar's
+// zstd:chunked), whole layers (gzip, zstd, plain tar), plain gzip read through a SOCI zTOC, and CVMFS layers (a DUCC `layerfs` in the tar's
 // form and in overlayfs's, and an unconfirmed layerfs backing an eStargz TOC), each made from the same DSL
 // entries and served by one layer service over an in-memory registry.
 import { createHash } from 'node:crypto';
@@ -9,11 +9,14 @@ import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { compress } from 'zstd-napi';
 import { CvmfsSource } from '../../src/layers/cvmfs/cvmfs-source.js';
-import type { Layer } from '../../src/layers/layer.js';
+import type { ImageContext, Layer } from '../../src/layers/layer.js';
+import { ZtocBuilder } from '../../src/layers/zran/ztoc-builder.js';
+import { writeSociIndex } from '../../src/formats/soci/index-manifest.js';
+import { TocfsError } from '../../src/errors.js';
 import { createLayerService, type LayerService } from '../../src/layers/layer-service.js';
 import { TOC_DIGEST_ANNOTATION } from '../../src/layers/toc/open-layer.js';
 import type { RegistryClient } from '../../src/registry/client.js';
-import type { Descriptor, RepositoryRef } from '../../src/registry/types.js';
+import type { Descriptor, FetchedManifest, RepositoryRef } from '../../src/registry/types.js';
 import { buildDuccRepo, type DuccLayerStyle } from '../support/ducc-layout.js';
 import { buildEstargz } from '../support/estargz-build.js';
 import { layerSuite, type LayerKind, type MakeOptions } from '../support/layer-suite.js';
@@ -30,7 +33,16 @@ const sha256 = (b: Uint8Array): string => `sha256:${createHash('sha256').update(
 /** A registry in memory: blobs by digest, read by range or streamed whole. */
 class MemoryRegistry {
   readonly blobs = new Map<string, Buffer>();
-  readonly client: Pick<RegistryClient, 'readRange' | 'streamBlob'> = {
+  /** SOCI indexes by the manifest they refer to, and manifests by digest. */
+  readonly referrers = new Map<string, Descriptor[]>();
+  readonly manifests = new Map<string, Buffer>();
+  readonly client: Pick<RegistryClient, 'readRange' | 'streamBlob' | 'referrers' | 'getManifest'> = {
+    referrers: async (_repo, subject) => this.referrers.get(subject) ?? [],
+    getManifest: async (_repo, digest) => {
+      const bytes = this.manifests.get(digest);
+      if (bytes === undefined) throw new TocfsError('NOT_FOUND', `no manifest ${digest}`);
+      return { document: JSON.parse(bytes.toString()), bytes, digest, mediaType: 'application/vnd.oci.image.manifest.v1+json' } as FetchedManifest;
+    },
     readRange: async (_repo, blob, range) => this.#blob(blob).subarray(range.start, range.end),
     streamBlob: (_repo, blob) => {
       const bytes = this.#blob(blob);
@@ -104,7 +116,26 @@ interface KindSpec extends Omit<LayerKind, 'make'> {
   /** Infinity for kinds without chunks: the grid is cut at the chunk size, but nothing is built per chunk. */
   readonly maxChunksPerFile?: number;
   descriptor(h: Harness, entries: readonly TarEntry[], opts: MakeOptions): Promise<Descriptor>;
+  /** The image the layer is opened for, when the kind needs one (a SOCI index refers to an image). */
+  image?(h: Harness, descriptor: Descriptor): ImageContext;
 }
+
+/** A plain gzip layer with a zTOC made by `ZtocBuilder`, listed in a SOCI index that refers to a made-up image. */
+async function sociLayer(h: Harness, entries: readonly TarEntry[], opts: MakeOptions): Promise<Descriptor> {
+  const blob = gzipSync(tarBytes(entries), { level: 1 });
+  const descriptor = h.registry.add(blob, GZIP);
+  const builder = new ZtocBuilder({ spanSize: opts.chunkSize, buildToolIdentifier: 'layer-suite' });
+  for (let at = 0; at < blob.length; at += 1000) await builder.push(blob.subarray(at, at + 1000));
+  const ztoc = h.registry.add(Buffer.from(builder.end().bytes), 'application/octet-stream');
+  const subject = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sociImage(descriptor), size: 2 };
+  const index = writeSociIndex({ version: 'v1', subject, ztocs: [{ ztoc, layerDigest: descriptor.digest, layerMediaType: GZIP, disableXattrs: false }], buildToolIdentifier: 'layer-suite' });
+  h.registry.manifests.set(index.digest, Buffer.from(index.bytes));
+  h.registry.referrers.set(subject.digest, [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: index.digest, size: index.bytes.length }]);
+  return descriptor;
+}
+
+/** The made-up image a SOCI layer of the suite belongs to. */
+const sociImage = (layer: Descriptor): string => sha256(Buffer.from(`image of ${layer.digest}`));
 
 const TOC_SECONDS = 'a TOC records modtime as RFC 3339 to the second (stargz formatModtime); writers round';
 
@@ -172,6 +203,15 @@ const KINDS: readonly KindSpec[] = [
     }),
   ),
   {
+    name: 'plain gzip through a SOCI zTOC',
+    figures: { format: 'soci', tocSource: 'blob', source: 'registry' },
+    // Spans start at deflate block boundaries: tiny spans give many checkpoints where blocks allow.
+    chunkSizes: [1024, 1 << 20],
+    maxChunksPerFile: Infinity,
+    descriptor: sociLayer,
+    image: (_h, descriptor) => ({ manifestDigest: sociImage(descriptor), layers: [descriptor] }),
+  },
+  {
     name: 'CVMFS layerfs backing an eStargz TOC',
     figures: { format: 'estargz-gzip', tocSource: 'blob', source: 'cvmfs' },
     cannotCarry: { 'subsecond-mtime': TOC_SECONDS },
@@ -188,7 +228,13 @@ const KINDS: readonly KindSpec[] = [
 for (const spec of KINDS) {
   await t.test(spec.name, async (t) => {
     const h = await harness(t, spec.cvmfs === true);
-    const kind: LayerKind = { ...spec, make: async (_t, entries, opts) => h.service.open(REPO, await spec.descriptor(h, entries, opts)) };
+    const kind: LayerKind = {
+      ...spec,
+      make: async (_t, entries, opts) => {
+        const descriptor = await spec.descriptor(h, entries, opts);
+        return h.service.open(REPO, descriptor, spec.image ? { image: spec.image(h, descriptor) } : {});
+      },
+    };
     await layerSuite(t, kind, { chunkSizes: spec.chunkSizes, ...(spec.maxChunksPerFile ? { maxChunksPerFile: spec.maxChunksPerFile } : {}) });
   });
 }

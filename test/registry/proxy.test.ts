@@ -86,3 +86,17 @@ t.test('the proxy option overrides the environment', async (t) => {
   await client.blobSize({ registry: registry.host, repository: REPO }, desc.digest);
   t.ok(proxy.forwarded.length > 0);
 });
+
+t.test('a proxy that refuses to tunnel is reported with its own status, not as the registry\'s', async (t) => {
+  const proxy = await startForwardProxy(t);
+  proxyEnv(t, { HTTPS_PROXY: proxy.url });
+  const client = testClient(t);
+  // `.invalid` never resolves: only the loopback proxy is ever dialled, and it refuses the CONNECT (403).
+  const err = await client.blobSize({ registry: 'registry.invalid', repository: REPO }, desc.digest).then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
+  t.ok(proxy.tunnels.some((target) => target.startsWith('registry.invalid')), 'the CONNECT reached the proxy');
+  t.match(err?.message, /the proxy refused to connect to registry\.invalid.*HTTP 403/, String(err?.message));
+  t.notMatch(err?.message, /HTTP 400/);
+});

@@ -5,6 +5,6 @@
 // cold 1 GiB read from ~12 to ~9 CPU-s (bench/gib-throughput.ts). Run this file, not `node` on it, to get them.
 // dist/tocfs.mjs is the CLI in one module (scripts/bundle.mjs, built by `npm run build`): the mount shows
 // ~0.1 s sooner than with the files tsc writes (445 -> 337 ms, median of 8 starts).
-import { main } from '../dist/tocfs.mjs';
+import { runProcess } from '../dist/tocfs.mjs';
 
-process.exitCode = await main(process.argv.slice(2));
+process.exitCode = await runProcess(process.argv.slice(2));

@@ -1,4 +1,5 @@
 import { isTocfsError } from '../errors.js';
+import { usePrivateUmask } from '../util/private-files.js';
 import { UsageError } from './usage.js';
 
 const USAGE = `usage: tocfs <command> [options]
@@ -63,6 +64,16 @@ const commands: Record<string, () => Promise<Command>> = {
   unmount: async () => (await import('./mount.js')).runUnmount,
   stats: async () => (await import('./stats.js')).runStats,
 };
+
+/**
+ * The process's entry (bin/tocfs.js, and the tests' child processes): a private umask first, so that nothing
+ * this process writes (the cache holds bytes of files images keep private) is ever readable by another user,
+ * even where a mode was forgotten; then `main`. Process-wide, so it is set here and not by the library code.
+ */
+export function runProcess(argv: string[]): Promise<number> {
+  usePrivateUmask();
+  return main(argv);
+}
 
 /** Runs one CLI invocation and returns the process exit code: 0 ok, 1 failure, 2 usage error. */
 export async function main(argv: string[], io: CliIo = process): Promise<number> {

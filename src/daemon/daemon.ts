@@ -19,7 +19,7 @@ import type { Platform } from '../registry/types.js';
 import { recordAccesses } from '../fuse/access-recorder.js';
 import { mountFilesystem, type Mount } from '../fuse/mount.js';
 import { OpTrace } from '../fuse/op-trace.js';
-import { tightenPrivateTree, usePrivateUmask } from '../util/private-files.js';
+import { tightenPrivateTree } from '../util/private-files.js';
 
 export interface ReaderConfig {
   readonly cacheDir: string;
@@ -101,9 +101,9 @@ async function build(config: ReaderConfig, mounting: DaemonConfig | undefined): 
   const fetchTimeoutMs = config.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS;
   try {
     // The cache holds bytes of files images keep private and this runs as root on a shared node: everything
-    // written from here on is 0700/0600 (explicit modes, and the umask for anything that forgets), and a
-    // cache an older tocfs left 0755/0644 is tightened before any of it is served again.
-    usePrivateUmask();
+    // written is 0700/0600 (explicit modes; the CLI also sets the umask, src/cli/main.ts, a process-wide
+    // choice a library caller makes for itself), and a cache an older tocfs left 0755/0644 is tightened
+    // before any of it is served again.
     await checkCacheDir(config.cacheDir);
     const tightened = await tightenPrivateTree(config.cacheDir);
     if (tightened > 0) {

@@ -55,7 +55,9 @@ export async function writeOciLayout(dir: string, tag: string, image: BuiltImage
  */
 export async function umociUnpack(layoutDir: string, tag: string, bundleDir: string): Promise<string> {
   try {
-    await run('umoci', ['unpack', '--image', `${layoutDir}:${tag}`, bundleDir], { maxBuffer: 16 << 20 });
+    // Under the usual umask: a daemon made in this process set its own (077, its cache is private), and
+    // umoci makes the directories a layer only implies with the umask it inherits.
+    await run('sh', ['-c', 'umask 022 && exec umoci unpack --image "$1" "$2"', 'umoci', `${layoutDir}:${tag}`, bundleDir], { maxBuffer: 16 << 20 });
   } catch (err) {
     const e = err as Error & { stderr?: string };
     throw new Error(`umoci unpack ${layoutDir}:${tag} failed: ${e.stderr ?? e.message}`, { cause: err });

@@ -236,20 +236,20 @@ export async function indexImage(client: RegistryClient, ref: ImageReference, op
   const repo = image.ref;
   const layers = manifest.document.layers;
   const skipped: SkippedLayer[] = [];
-  const todo: LayerPosition[] = [];
+  const indexable: LayerPosition[] = [];
   layers.forEach((layer, index) => {
     const at = { layer, index, total: layers.length };
     const reason = skipReason(layer, minLayerSize);
-    if (reason === undefined) todo.push(at);
+    if (reason === undefined) indexable.push(at);
     else {
       skipped.push({ ...at, reason });
       opts.onSkip?.({ ...at, reason });
     }
   });
-  if (todo.length === 0) {
+  if (indexable.length === 0) {
     throw new TocfsError('INVALID_OPTION', `no layer of ${ref.registry}/${ref.repository}@${manifest.digest} can be indexed (every one was skipped), so no SOCI index was written`);
   }
-  const built = await pool(todo, opts.concurrency ?? DEFAULT_CONCURRENCY, (at) => indexLayer(client, repo, at, opts, spanSize));
+  const built = await pool(indexable, opts.concurrency ?? DEFAULT_CONCURRENCY, (at) => indexLayer(client, repo, at, opts, spanSize));
   const ztocs = built.map((b) => b.ref);
 
   // OCI 1.0 manifests need a config blob: every SOCI index points at `{}`.

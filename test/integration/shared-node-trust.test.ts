@@ -20,12 +20,12 @@ import { pushImage } from '../support/push.js';
 import { startRegistry, type TestRegistry } from '../support/registry.js';
 import { dir, file } from '../support/tar-dsl.js';
 import { tempDir } from '../support/tmp.js';
+import { proxyEnv } from '../support/proxy-env.js';
 
 const run = promisify(execFile);
 const CHUNK = 1 << 20;
 const random = prng(0x2121);
 const BIG = Buffer.from(Array.from({ length: 3 * CHUNK }, () => Math.floor(random() * 256)));
-const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
 
 async function sh(cmd: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
@@ -81,17 +81,6 @@ async function imageIn(t: Test, name: string): Promise<TestRegistry> {
   return reg;
 }
 
-function proxyEnv(t: Test, vars: Record<string, string>): void {
-  const saved = new Map(PROXY_VARS.map((k) => [k, process.env[k]]));
-  for (const k of PROXY_VARS) delete process.env[k];
-  Object.assign(process.env, vars);
-  t.teardown(() => {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
-}
 
 t.test('--registry-allow: other hosts are ENOENT, logged, never dialled; link-local refused without it', async (t) => {
   const reg = await imageIn(t, 'trust-allow');

@@ -4,24 +4,11 @@ import t, { type Test } from 'tap';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { blobDesc, blobOf, listenLoopback, pingOk, serveBlob, startFake, testClient } from './fake-http.js';
+import { proxyEnv } from '../support/proxy-env.js';
 
 const REPO = 'team/app';
 const blob = blobOf(3000);
 const desc = blobDesc(blob);
-const PROXY_VARS = ['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'http_proxy', 'https_proxy', 'no_proxy'];
-
-/** Sets proxy variables for this test only (tap runs each file in its own process). */
-function proxyEnv(t: Test, vars: Record<string, string>): void {
-  const saved = new Map(PROXY_VARS.map((k) => [k, process.env[k]]));
-  for (const k of PROXY_VARS) delete process.env[k];
-  Object.assign(process.env, vars);
-  t.teardown(() => {
-    for (const [k, v] of saved) {
-      if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
-    }
-  });
-}
 
 interface ForwardProxy {
   url: string;
